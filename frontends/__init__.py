@@ -1,0 +1,1 @@
+"""Model importers. The IR does not depend on any of them."""

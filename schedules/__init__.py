@@ -1,0 +1,1 @@
+"""Schedule templates, per target and algorithm."""
