@@ -1,8 +1,29 @@
-"""convc: a compiler for convolutional networks on Apache TVM."""
+"""convc: a compiler for convolutional networks on Apache TVM.
+
+    import convc
+    cm = convc.compile("model.onnx")          # or an onnx.ModelProto; target="llvm"
+    outputs = cm.run({"input": x})            # list of np.ndarray, in ONNX output order
+    cm.export_library("model.so")
+    convc.load("model.so").run({"input": x})
+"""
 from convc.errors import (CodegenError, ConvcError, InputError, LibraryError, ModelError,
                           ShapeError, UnsupportedAttributeError, UnsupportedOperatorError)
 
 __version__ = "0.1.0"
 
-__all__ = ["ConvcError", "ModelError", "UnsupportedOperatorError", "UnsupportedAttributeError",
-           "ShapeError", "InputError", "LibraryError", "CodegenError", "__version__"]
+
+def compile(model, target="llvm", input_shapes=None, dump_ir=None):
+    """Compile an ONNX model; see ``convc.compiler.compile``."""
+    from convc.compiler import compile as _compile
+    return _compile(model, target=target, input_shapes=input_shapes, dump_ir=dump_ir)
+
+
+def load(path, device="cpu"):
+    """Load a library written by ``CompiledModel.export_library``; see ``convc.runtime.load``."""
+    from convc.runtime import load as _load
+    return _load(path, device=device)
+
+
+__all__ = ["compile", "load", "ConvcError", "ModelError", "UnsupportedOperatorError",
+           "UnsupportedAttributeError", "ShapeError", "InputError", "LibraryError", "CodegenError",
+           "__version__"]

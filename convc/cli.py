@@ -1,0 +1,136 @@
+"""The ``convc`` command line: compile, run, inspect, demo."""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from convc.errors import ConvcError, InputError
+
+
+def parse_shape_spec(spec: str) -> tuple[str, tuple[int, ...]]:
+    """'input=1,3,224,224' -> ('input', (1, 3, 224, 224))."""
+    name, sep, dims = spec.partition("=")
+    try:
+        if not sep or not name:
+            raise ValueError
+        return name, tuple(int(d) for d in dims.split(","))
+    except ValueError:
+        raise InputError(f"--input-shape {spec!r}: expected NAME=D1,D2,... (e.g. input=1,3,224,224)") from None
+
+
+def _input_shapes(specs: Sequence[str] | None) -> dict[str, tuple[int, ...]] | None:
+    return dict(parse_shape_spec(s) for s in specs) if specs else None
+
+
+def _print_ir(pass_name: str, graph) -> None:
+    print(f"// ---- after {pass_name} ----\n{graph}\n")
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    import convc
+    model = convc.compile(args.model, target=args.target, input_shapes=_input_shapes(args.input_shape),
+                          dump_ir=_print_ir if args.dump_ir else None)
+    model.export_library(args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _read_inputs(specs: Sequence[str]) -> dict[str, np.ndarray]:
+    inputs = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name:
+            raise InputError(f"--input {spec!r}: expected NAME=FILE.npy")
+        try:
+            inputs[name] = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise InputError(f"--input {name}: cannot read {path!r} as a .npy array: {err}") from None
+    return inputs
+
+
+def _write_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(target)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import convc
+    model = convc.load(args.library)
+    inputs = _read_inputs(args.input or [])
+    outputs = model.run(inputs)
+    named = {spec.name: out for spec, out in zip(model.outputs, outputs)}
+    if args.output:
+        _write_npz(args.output, named)
+        print(f"wrote {args.output}")
+    else:
+        for name, out in named.items():
+            print(f"{name}: {out.dtype}{list(out.shape)} min {out.min():.6g} max {out.max():.6g} "
+                  f"mean {out.mean():.6g}")
+    if args.bench:
+        times = model.benchmark(inputs, repeat=args.bench)
+        print(f"latency over {len(times)} runs: median {statistics.median(times) * 1e3:.3f} ms, "
+              f"min {min(times) * 1e3:.3f} ms")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from convc.compiler import lower_to_ir
+    from convc.inspect import format_table
+    print(format_table(lower_to_ir(args.model, _input_shapes(args.input_shape))))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from convc.demo import run_demo
+    return run_demo(Path(args.workdir))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="convc", description="A compiler for convolutional networks.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("compile", help="compile an ONNX model to a shared library")
+    p.add_argument("model", help="the .onnx file")
+    p.add_argument("-o", "--output", required=True, help="the library to write (.so)")
+    p.add_argument("--target", default="llvm", help="llvm (this CPU; default)")
+    p.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,...",
+                   help="fix a symbolic input shape; repeat per input")
+    p.add_argument("--dump-ir", action="store_true", help="print the IR after import and after every pass")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("run", help="run a compiled library on .npy inputs")
+    p.add_argument("library")
+    p.add_argument("--input", action="append", metavar="NAME=FILE.npy", help="one per model input")
+    p.add_argument("--output", metavar="OUT.npz", help="write the outputs, keyed by output name")
+    p.add_argument("--bench", type=int, metavar="N", default=0, help="also time N runs")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("inspect", help="per-layer table: shapes, parameters, FLOPs, memory, rewrites")
+    p.add_argument("model")
+    p.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,...")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("demo", help="compile and run a bundled example CNN, check it against onnxruntime")
+    p.add_argument("--workdir", default="convc-demo", help="where to write the example model and library")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConvcError as err:
+        print(f"convc: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

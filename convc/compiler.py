@@ -1,0 +1,54 @@
+"""The compile driver: ONNX model -> IR -> rewrite pipeline -> TVM library."""
+from __future__ import annotations
+
+import os
+from typing import Callable, Mapping, Sequence
+
+import onnx
+
+from convc.errors import ShapeError
+from convc.frontends.onnx import import_model
+from convc.ir import Graph, verify
+from convc.ir.types import FLOAT_DTYPES
+from convc.lower import build
+from convc.passes import run_pipeline
+from convc.runtime import CompiledModel
+from convc.target import resolve_target
+
+ModelLike = str | os.PathLike | onnx.ModelProto
+DumpFn = Callable[[str, Graph], None]
+
+
+def check_io_dtypes(graph: Graph) -> None:
+    """Compiled models take and return float tensors only."""
+    for kind, names, values in (("input", [v.name for v in graph.inputs], graph.inputs),
+                                ("output", graph.output_names, graph.outputs)):
+        for name, value in zip(names, values):
+            if value.dtype not in FLOAT_DTYPES:
+                raise ShapeError(f"model {kind} {name!r} has dtype {value.dtype}; convc compiles models "
+                                 f"whose inputs and outputs are {', '.join(FLOAT_DTYPES)}")
+
+
+def lower_to_ir(model: ModelLike, input_shapes: Mapping[str, Sequence[int]] | None = None,
+                dump_ir: DumpFn | None = None) -> Graph:
+    """Import ``model`` and run the rewrite pipeline; the graph the backend will see."""
+    graph = import_model(model, input_shapes)
+    verify(graph)
+    check_io_dtypes(graph)
+    if dump_ir is not None:
+        dump_ir("import", graph)
+    return run_pipeline(graph, dump=dump_ir)
+
+
+def compile(model: ModelLike, target: str = "llvm",
+            input_shapes: Mapping[str, Sequence[int]] | None = None,
+            dump_ir: DumpFn | None = None) -> CompiledModel:
+    """Compile an ONNX model (path or ModelProto) for ``target`` ("llvm" = this CPU).
+
+    ``input_shapes`` fixes symbolic input dimensions (``{"input": (1, 3, 224, 224)}``).
+    ``dump_ir(pass_name, graph)`` is called after the import and after every pass.
+    Returns a ``CompiledModel``; its ``run`` takes and returns NumPy arrays (NCHW, as
+    in the ONNX model) and ``export_library`` writes a self-contained shared library.
+    """
+    graph = lower_to_ir(model, input_shapes, dump_ir)
+    return build(graph, resolve_target(target))

@@ -1,0 +1,73 @@
+"""``convc inspect``: a per-layer table of the graph the backend compiles, with totals."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from convc.analysis import activation_memory, node_flops, node_params
+from convc.ir import Graph, Node
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    name: str
+    op: str
+    shape: str
+    params: int
+    flops: int
+    activation_bytes: int
+    source: str       # the model node it came from
+    rewritten_by: str  # the passes that rewrote it, if any
+
+
+def _split_origin(node: Node) -> tuple[str, str]:
+    parts = [p.strip() for p in node.origin.split("|")] if node.origin else [""]
+    return parts[0], ", ".join(parts[1:])
+
+
+def layer_rows(graph: Graph) -> list[LayerRow]:
+    rows = []
+    for node in graph.nodes:
+        source, passes = _split_origin(node)
+        rows.append(LayerRow(node.name, str(node.op), "x".join(map(str, node.output.shape)),
+                             node_params(graph, node), node_flops(node),
+                             sum(v.type.nbytes for v in node.outputs), source, passes))
+    return rows
+
+
+def _human(n: float, unit: str = "") -> str:
+    for suffix in ("", "K", "M", "G", "T"):
+        if abs(n) < 1000 or suffix == "T":
+            return f"{n:.3g}{suffix}{unit}" if suffix else f"{n:g}{unit}"
+        n /= 1000
+    raise AssertionError
+
+
+def _bytes(n: int) -> str:
+    for suffix in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or suffix == "GiB":
+            return f"{n:.4g} {suffix}"
+        n /= 1024
+    raise AssertionError
+
+
+def format_table(graph: Graph) -> str:
+    """The inspect report of an already rewritten graph."""
+    rows = layer_rows(graph)
+    header = ("layer", "op", "output", "params", "FLOPs", "act. bytes", "from", "rewritten by")
+    table = [header] + [(r.name, r.op, r.shape, _human(r.params), _human(r.flops), _bytes(r.activation_bytes),
+                         r.source, r.rewritten_by or "-") for r in rows]
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+    lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    memory = activation_memory(graph)
+    params = sum(v.type.size for v in graph.constants)
+    param_bytes = sum(v.type.nbytes for v in graph.constants)
+    lines += [
+        "",
+        f"layers:            {len(rows)}",
+        f"parameters:        {params:,} ({_bytes(param_bytes)})",
+        f"FLOPs:             {sum(r.flops for r in rows):,} ({_human(sum(r.flops for r in rows))})",
+        f"activations:       {_bytes(memory.total_bytes)} without reuse",
+        f"peak activations:  {_bytes(memory.peak_bytes)} with buffer reuse (after {memory.peak_after})",
+    ]
+    return "\n".join(lines)
