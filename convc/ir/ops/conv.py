@@ -7,26 +7,69 @@ transposed-conv weights ``(C, M/groups, k1, ..., kn)``. Convolution is cross-cor
 """
 from __future__ import annotations
 
+import dataclasses
+import enum
 import itertools
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from convc.ir.op import NoAttrs, Op, OpDef, register
+from convc.ir.op import NoAttrs, Op, OpDef, opdef, register
 from convc.ir.ops._util import broadcast_shapes, require, same_dtype
 from convc.ir.types import TensorType
 
 
+class Algorithm(str, enum.Enum):
+    """How the backend computes a conv; AUTO leaves the choice to ``select_schedule``."""
+
+    AUTO = "auto"
+    DIRECT = "direct"
+    IM2COL = "im2col"
+    ONE_BY_ONE = "1x1"
+    DEPTHWISE = "depthwise"
+
+
+@dataclass(frozen=True)
+class EpilogueStep:
+    """One elementwise step applied to the conv's output inside its output loop.
+
+    A unary ``op`` (relu, clip, sigmoid, ...) with its ``attrs``; or a binary ``op``
+    (add, sub, mul) whose other operand is the conv's next extra input (a residual
+    tensor, or a per-channel constant), broadcast to the output's shape.
+    """
+
+    op: Op
+    attrs: Any = NoAttrs()
+
+    @property
+    def binary(self) -> bool:
+        return self.op in EPILOGUE_BINARY
+
+
+EPILOGUE_BINARY = frozenset({Op.ADD, Op.SUB, Op.MUL})
+
+
 @dataclass(frozen=True)
 class ConvAttrs:
-    """N-d convolution: output size o = (i + pb + pe - d*(k-1) - 1) // s + 1 per axis."""
+    """N-d convolution: output size o = (i + pb + pe - d*(k-1) - 1) // s + 1 per axis.
+
+    Inputs: data, weight, optional bias, then one operand per binary ``epilogue`` step.
+    ``algorithm`` is the backend's choice of kernel (it does not change the result).
+    """
 
     strides: tuple[int, ...]
     pads_begin: tuple[int, ...]
     pads_end: tuple[int, ...]
     dilations: tuple[int, ...]
     groups: int = 1
+    epilogue: tuple[EpilogueStep, ...] = ()
+    algorithm: Algorithm = Algorithm.AUTO
+
+    @property
+    def num_operands(self) -> int:
+        """Extra inputs read by the epilogue."""
+        return sum(step.binary for step in self.epilogue)
 
     @property
     def ndim(self) -> int:
@@ -73,8 +116,9 @@ def _check_lengths(name: str, attrs, n: int) -> None:
 
 
 def _infer_conv(attrs: ConvAttrs, types: Sequence[TensorType]) -> list[TensorType]:
+    types, operands = split_conv_inputs(attrs, types)
     x, w = types[0], types[1]
-    dtype = same_dtype("conv", types)
+    dtype = same_dtype("conv", [*types, *operands])
     n = x.rank - 2
     require(n >= 1 and w.rank == x.rank, f"conv: data {x} and weight {w} ranks do not fit")
     _check_lengths("conv", attrs, n)
@@ -88,7 +132,33 @@ def _infer_conv(attrs: ConvAttrs, types: Sequence[TensorType]) -> list[TensorTyp
     out = [conv_output_size(i, k, s, pb, pe, d) for i, k, s, pb, pe, d in zip(
         x.shape[2:], w.shape[2:], attrs.strides, attrs.pads_begin, attrs.pads_end, attrs.dilations)]
     require(all(o >= 1 for o in out), f"conv: output size {out} is empty (data {x}, kernel {w.shape[2:]})")
-    return [TensorType((x.shape[0], m, *out), dtype)]
+    result = TensorType((x.shape[0], m, *out), dtype)
+    for step in attrs.epilogue:
+        if not step.binary:
+            require(opdef(step.op).infer(step.attrs, [result]) == [result],
+                    f"conv: epilogue step {step.op} does not preserve {result}")
+    for operand in operands:
+        require(broadcast_shapes("conv epilogue", operand.shape, result.shape) == result.shape,
+                f"conv: epilogue operand {operand} does not broadcast to {result}")
+    return [result]
+
+
+def split_conv_inputs(attrs: ConvAttrs, inputs: Sequence) -> tuple[list, list]:
+    """(data, weight[, bias]) and the epilogue operands, from a conv node's inputs."""
+    cut = len(inputs) - attrs.num_operands
+    require(cut in (2, 3), f"conv: {len(inputs)} inputs do not fit an epilogue reading {attrs.num_operands}")
+    return list(inputs[:cut]), list(inputs[cut:])
+
+
+def apply_epilogue(attrs: ConvAttrs, y: np.ndarray, operands: Sequence[np.ndarray]) -> np.ndarray:
+    """The epilogue of a conv, on its (biased) output ``y``."""
+    pending = iter(operands)
+    for step in attrs.epilogue:
+        if step.binary:
+            y = opdef(step.op).reference(step.attrs, [y, next(pending)])[0]
+        else:
+            y = opdef(step.op).reference(step.attrs, [y])[0]
+    return y
 
 
 def _windows(xp: np.ndarray, tap: tuple[int, ...], strides, dilations, out) -> np.ndarray:
@@ -97,8 +167,13 @@ def _windows(xp: np.ndarray, tap: tuple[int, ...], strides, dilations, out) -> n
     return xp[index]
 
 
-def conv_reference(attrs: ConvAttrs, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
-    """Grouped, strided, dilated N-d cross-correlation, one kernel tap at a time."""
+def conv_reference(attrs: ConvAttrs, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None,
+                   *operands: np.ndarray) -> np.ndarray:
+    """Grouped, strided, dilated N-d cross-correlation, one kernel tap at a time, then the epilogue."""
+    if attrs.epilogue:
+        (x, w, *bias), operands = split_conv_inputs(attrs, [x, w, *([] if b is None else [b]), *operands])
+        plain = dataclasses.replace(attrs, epilogue=())
+        return apply_epilogue(attrs, conv_reference(plain, x, w, *bias), operands).astype(x.dtype)
     n, g = x.ndim - 2, attrs.groups
     xp = np.pad(x, [(0, 0), (0, 0)] + list(zip(attrs.pads_begin, attrs.pads_end)))
     (out_type,) = _infer_conv(attrs, [TensorType.of(x), TensorType.of(w)])
@@ -188,7 +263,7 @@ def _infer_matmul(attrs, types: Sequence[TensorType]) -> list[TensorType]:
     return [TensorType((*batch, *rows, *cols), dtype)]
 
 
-register(OpDef(Op.CONV, ConvAttrs, (2, 3), _infer_conv,
+register(OpDef(Op.CONV, ConvAttrs, (2, 16), _infer_conv,
                lambda a, xs: [conv_reference(a, *xs)], heavy=True))
 register(OpDef(Op.CONV_TRANSPOSE, ConvTransposeAttrs, (2, 3), _infer_conv_transpose,
                lambda a, xs: [conv_transpose_reference(a, *xs)], heavy=True))
