@@ -1,0 +1,36 @@
+"""``build``: a rewritten graph to a ``CompiledModel`` for a TVM target."""
+from __future__ import annotations
+
+import tvm
+
+import convc
+from convc.errors import CodegenError
+from convc.ir import Graph
+from convc.lower.module import ModuleBuilder, first_line
+from convc.runtime import CompiledModel, Signature, TensorSpec
+
+
+def signature_of(graph: Graph, target: tvm.target.Target) -> Signature:
+    """The signature a library of ``graph`` carries (outputs under the user's names)."""
+    return Signature(
+        inputs=tuple(TensorSpec(v.name, v.shape, v.dtype) for v in graph.inputs),
+        outputs=tuple(TensorSpec(name, v.shape, v.dtype) for name, v in zip(graph.output_names, graph.outputs)),
+        convc_version=convc.__version__, target=str(target))
+
+
+def build(graph: Graph, target: tvm.target.Target) -> CompiledModel:
+    """Lower ``graph`` (the output of the rewrite pipeline) and compile it for ``target``.
+
+    Raises ``CodegenError`` naming the node (or kernel) when lowering or TVM fails.
+    """
+    builder = ModuleBuilder(graph)
+    mod = builder.build(signature_of(graph, target))
+    try:
+        executable = tvm.compile(mod, target=target)
+    except Exception as err:
+        culprits = [f"{symbol} (nodes {', '.join(map(repr, nodes))})"
+                    for symbol, nodes in builder.symbols.items() if symbol in str(err)]
+        raise CodegenError(f"TVM failed to compile graph {graph.name!r}"
+                           + (f" in kernel {'; '.join(culprits)}" if culprits else "")
+                           + f": {first_line(err)}") from err
+    return CompiledModel(executable.mod, executable.export_library)

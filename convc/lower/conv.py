@@ -1,0 +1,60 @@
+"""N-d convolution as a TE compute, written once for 1-D, 2-D and 3-D.
+
+Layouts (ONNX): data ``(N, C, D1..Dn)``, weight ``(M, C/g, K1..Kn)``, optional bias
+``(M,)``, output ``(N, M, O1..On)`` with ``O = (D + pb + pe - d*(K-1) - 1) // s + 1``.
+Cross-correlation, no kernel flip. Output channel ``m`` belongs to group
+``m // (M/g)`` and reads input channels ``group*(C/g) .. group*(C/g) + C/g - 1``.
+The bias, when given, is added by a second, spatial block that the schedule computes
+at the conv's register tile.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from tvm import te, tirx
+
+from convc.ir import ConvAttrs, Node, Op
+from convc.lower.registry import Tables, lowering
+
+PAD_BLOCK = "pad"
+CONV_BLOCK = "conv"
+BIAS_BLOCK = "bias"
+
+
+def pad_spatial(x: te.Tensor, pads_begin: Sequence[int], pads_end: Sequence[int], value) -> te.Tensor:
+    """``x`` with its spatial axes (2..) padded by ``value``; ``x`` itself when no pad is needed."""
+    if not any(pads_begin) and not any(pads_end):
+        return x
+    shape = list(x.shape[:2]) + [d + b + e for d, b, e in zip(x.shape[2:], pads_begin, pads_end)]
+
+    def padded(*idx):
+        spatial = idx[2:]
+        inside = [tirx.all(i >= b, i < b + d) for i, b, d in zip(spatial, pads_begin, x.shape[2:])]
+        src = list(idx[:2]) + [i - b for i, b in zip(spatial, pads_begin)]
+        return tirx.if_then_else(tirx.all(*inside), x[tuple(src)], tirx.const(value, x.dtype))
+    return te.compute(shape, padded, name=PAD_BLOCK)
+
+
+def conv_nd(x: te.Tensor, w: te.Tensor, bias: te.Tensor | None, attrs: ConvAttrs,
+            out_shape: Sequence[int]) -> te.Tensor:
+    """Grouped, strided, dilated N-d convolution (see the module docstring for layouts)."""
+    xp = pad_spatial(x, attrs.pads_begin, attrs.pads_end, 0.0)
+    m_per_group = int(w.shape[0]) // attrs.groups
+    c_per_group = int(w.shape[1])
+    rc = te.reduce_axis((0, c_per_group), name="rc")
+    rk = [te.reduce_axis((0, int(k)), name=f"rk{i}") for i, k in enumerate(w.shape[2:])]
+
+    def body(n, m, *o):
+        channel = (m // m_per_group) * c_per_group + rc if attrs.groups > 1 else rc
+        pos = [oi * s + r * d for oi, s, r, d in zip(o, attrs.strides, rk, attrs.dilations)]
+        return te.sum(xp[(n, channel, *pos)] * w[(m, rc, *rk)], axis=[rc, *rk])
+    y = te.compute(tuple(out_shape), body, name=CONV_BLOCK)
+    if bias is None:
+        return y
+    return te.compute(y.shape, lambda n, m, *o: y[(n, m, *o)] + bias[m], name=BIAS_BLOCK)
+
+
+@lowering(Op.CONV)
+def _conv(node: Node, inputs: Sequence[te.Tensor], tables: Tables) -> te.Tensor:
+    x, w, *rest = inputs
+    return conv_nd(x, w, rest[0] if rest else None, node.attrs, node.output.shape)

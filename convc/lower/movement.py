@@ -1,0 +1,76 @@
+"""Data movement: transpose, broadcast, concat, slice (any step sign), pad (all modes), gather.
+
+Reshape is not here: it becomes a Relax ``reshape`` (a view), see ``convc.lower.module``.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from tvm import te, tirx, topi
+
+from convc.ir import Node, Op
+from convc.ir.ops.movement import PadMode
+from convc.lower.broadcast import broadcast_read
+from convc.lower.registry import Tables, lowering
+
+
+@lowering(Op.TRANSPOSE)
+def _transpose(node: Node, inputs: Sequence[te.Tensor], tables: Tables) -> te.Tensor:
+    return topi.transpose(inputs[0], list(node.attrs.perm))
+
+
+@lowering(Op.BROADCAST_TO)
+def _broadcast_to(node: Node, inputs: Sequence[te.Tensor], tables: Tables) -> te.Tensor:
+    (x,) = inputs
+    return te.compute(node.output.shape, lambda *i: broadcast_read(x, i), name="broadcast_to")
+
+
+@lowering(Op.CONCAT)
+def _concat(node: Node, inputs: Sequence[te.Tensor], tables: Tables) -> te.Tensor:
+    return topi.concatenate(list(inputs), axis=node.attrs.axis)
+
+
+@lowering(Op.SLICE)
+def _slice(node: Node, inputs: Sequence[te.Tensor], tables: Tables) -> te.Tensor:
+    (x,) = inputs
+    a = node.attrs
+    return te.compute(node.output.shape,
+                      lambda *i: x[tuple(b + j * s for j, b, s in zip(i, a.starts, a.steps))], name="slice")
+
+
+# mode -> f(j, size) mapping a source index j (may lie outside [0, size)) back into the tensor
+_SOURCE: dict[PadMode, Callable] = {
+    PadMode.EDGE: lambda j, d: tirx.min(tirx.max(j, 0), d - 1),
+    PadMode.WRAP: lambda j, d: tirx.floormod(j, d),
+    PadMode.REFLECT: lambda j, d: tirx.Select(j < 0, -j, tirx.Select(j >= d, 2 * (d - 1) - j, j)),
+}
+
+
+@lowering(Op.PAD)
+def _pad(node: Node, inputs: Sequence[te.Tensor], tables: Tables) -> te.Tensor:
+    (x,) = inputs
+    a = node.attrs
+    dims = [int(d) for d in x.shape]
+    if a.mode is PadMode.CONSTANT:
+        def body(*i):
+            inside = tirx.all(*[tirx.all(j >= b, j < b + d) for j, b, d in zip(i, a.pads_begin, dims)])
+            src = tuple(j - b for j, b in zip(i, a.pads_begin))
+            return tirx.if_then_else(inside, x[src], tirx.const(a.value, x.dtype))
+    else:
+        source = _SOURCE[a.mode]
+
+        def body(*i):
+            return x[tuple(source(j - b, d) if b or e else j
+                           for j, b, e, d in zip(i, a.pads_begin, a.pads_end, dims))]
+    return te.compute(node.output.shape, body, name="pad")
+
+
+@lowering(Op.GATHER)
+def _gather(node: Node, inputs: Sequence[te.Tensor], tables: Tables) -> te.Tensor:
+    data, indices = inputs
+    axis, k = node.attrs.axis, len(indices.shape)
+
+    def body(*i):
+        picked = indices[tuple(i[axis:axis + k])].astype("int64")
+        return data[(*i[:axis], picked, *i[axis + k:])]
+    return te.compute(node.output.shape, body, name="gather")

@@ -1,0 +1,23 @@
+"""Spatial (injective) blocks: fuse every loop, vectorise the inner lanes, parallelise the rest."""
+from __future__ import annotations
+
+from tvm import s_tir
+
+from convc.schedules.cpu.common import largest_divisor, loop_extent
+
+MIN_PARALLEL = 1 << 12  # elements; below this, threads cost more than they save
+
+
+def schedule_injective(sch: s_tir.Schedule, block, vector: int) -> None:
+    """Fuse ``block``'s loops into one, split off a ``vector``-wide inner loop when it divides."""
+    loops = sch.get_loops(block)
+    if not loops:
+        return
+    fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
+    total = loop_extent(sch, fused)
+    width = largest_divisor(total, vector)
+    if width > 1:
+        fused, inner = sch.split(fused, [None, width])
+        sch.vectorize(inner)
+    if total >= MIN_PARALLEL:
+        sch.parallel(fused)
