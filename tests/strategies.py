@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 from hypothesis import strategies as st
 
-from convc.ir import ConvAttrs, ConvTransposeAttrs, Graph, GraphBuilder, Op, TensorType, Value
+from convc.ir import ConvAttrs, ConvTransposeAttrs, Graph, GraphBuilder, Op, TensorType, Value, interpret
 from convc.ir.ops.movement import ReshapeAttrs, TransposeAttrs
 from convc.ir.ops.normalization import BatchNormAttrs
 
@@ -221,3 +221,12 @@ def random_graphs(draw, layers: tuple[Layer, ...] = LAYERS, max_layers: int = 4,
     if head is x or not draw(st.booleans()):
         return b.build([head], ["out"])
     return b.build([head, x], ["out", "features"])
+
+
+def assert_equivalent(before: Graph, after: Graph, seed: int, *, rtol: float = 1e-5, atol: float = 1e-5) -> None:
+    """The reference interpreter gives ``before`` and ``after`` the same outputs and names."""
+    assert after.output_names == before.output_names
+    inputs = random_inputs(before, seed)
+    for name, want, got in zip(before.output_names, interpret(before, inputs), interpret(after, inputs)):
+        assert got.shape == want.shape and got.dtype == want.dtype, name
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=name)
