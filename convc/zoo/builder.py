@@ -158,7 +158,10 @@ class NetBuilder:
                        name: str, stride: int | Sequence[int] = 1, pad: int | Sequence[int] = 0,
                        output_padding: int | Sequence[int] = 0, dilation: int | Sequence[int] = 1,
                        groups: int = 1, bias: bool = False) -> Tensor:
-        """ConvTranspose with symmetric ``pad``; output = s*(i-1) + output_padding + d*(k-1) + 1 - 2p."""
+        """ConvTranspose with symmetric ``pad``.
+
+        Output size per axis: s*(i-1) + output_padding + d*(k-1) + 1 - 2*pad.
+        """
         rank = len(x.spatial)
         k = _per_axis(kernel, rank, "kernel")
         s = _per_axis(stride, rank, "stride")
@@ -181,7 +184,7 @@ class NetBuilder:
         return self._node("ConvTranspose", inputs, name, (x.shape[0], out_channels, *out), **attrs)
 
     def batch_norm(self, x: Tensor, *, name: str, gain: float = 1.0) -> Tensor:
-        """Inference BatchNormalization with random statistics; see the module docstring for ``gain``."""
+        """Inference BatchNormalization with random statistics (``gain``: see module docstring)."""
         c = x.channels
         var = self._uniform(c, 0.5, 2.0)
         scale = self._uniform(c, 0.5, 1.5)
@@ -227,7 +230,7 @@ class NetBuilder:
 
     def max_pool(self, x: Tensor, kernel: int, *, name: str, stride: int | None = None,
                  pad: int = 0) -> Tensor:
-        """MaxPool with the same kernel, stride and symmetric pad on every spatial axis (floor mode)."""
+        """MaxPool, same kernel, stride and symmetric pad on every spatial axis (floor mode)."""
         stride = kernel if stride is None else stride
         rank = len(x.spatial)
         out = tuple((i + 2 * pad - kernel) // stride + 1 for i in x.spatial)
@@ -236,7 +239,8 @@ class NetBuilder:
                           pads=[pad] * (2 * rank))
 
     def global_avg_pool(self, x: Tensor, *, name: str) -> Tensor:
-        return self._node("GlobalAveragePool", [x.name], name, (*x.shape[:2], *[1] * len(x.spatial)))
+        ones = (1,) * len(x.spatial)
+        return self._node("GlobalAveragePool", [x.name], name, (*x.shape[:2], *ones))
 
     def flatten(self, x: Tensor, *, name: str) -> Tensor:
         """Flatten to (N, C * prod(spatial))."""

@@ -40,7 +40,7 @@ def double_conv(b: NetBuilder, x: Tensor, channels: int, name: str) -> Tensor:
 
 def unet(spec: UNetSpec, *, batch: int = 1, image_size: int | None = None, seed: int = 0,
          opset: int = DEFAULT_OPSET, name: str = "unet") -> onnx.ModelProto:
-    """Build a U-Net; input "input" (batch, in_channels, size, size), output (batch, classes, size, size).
+    """Build a U-Net; input "input" (N, in_channels, S, S), output (N, classes, S, S).
 
     ``image_size`` must be divisible by 2^levels so that the skips line up.
     """
