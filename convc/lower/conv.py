@@ -4,8 +4,9 @@ Layouts (ONNX): data ``(N, C, D1..Dn)``, weight ``(M, C/g, K1..Kn)``, optional b
 ``(M,)``, output ``(N, M, O1..On)`` with ``O = (D + pb + pe - d*(K-1) - 1) // s + 1``.
 Cross-correlation, no kernel flip. Output channel ``m`` belongs to group
 ``m // (M/g)`` and reads input channels ``group*(C/g) .. group*(C/g) + C/g - 1``.
-The bias, when given, is added by a second, spatial block that the schedule computes
-at the conv's register tile.
+The bias and the fused epilogue (activations, residual adds; see ``EpilogueStep``)
+form one spatial block after the reduction, which the schedule computes at the conv's
+register tile.
 """
 from __future__ import annotations
 
@@ -14,11 +15,14 @@ from typing import Sequence
 from tvm import te, tirx
 
 from convc.ir import ConvAttrs, Node, Op
+from convc.ir.ops.conv import split_conv_inputs
+from convc.lower.broadcast import broadcast_read
+from convc.lower.elementwise import BINARY, UNARY
 from convc.lower.registry import Tables, lowering
 
 PAD_BLOCK = "pad"
 CONV_BLOCK = "conv"
-BIAS_BLOCK = "bias"
+EPILOGUE_BLOCK = "epilogue"
 
 
 def pad_spatial(x: te.Tensor, pads_begin: Sequence[int], pads_end: Sequence[int], value) -> te.Tensor:
@@ -36,8 +40,8 @@ def pad_spatial(x: te.Tensor, pads_begin: Sequence[int], pads_end: Sequence[int]
 
 
 def conv_nd(x: te.Tensor, w: te.Tensor, bias: te.Tensor | None, attrs: ConvAttrs,
-            out_shape: Sequence[int]) -> te.Tensor:
-    """Grouped, strided, dilated N-d convolution (see the module docstring for layouts)."""
+            out_shape: Sequence[int], operands: Sequence[te.Tensor] = ()) -> te.Tensor:
+    """Grouped, strided, dilated N-d convolution, then bias and epilogue (see the module docstring)."""
     xp = pad_spatial(x, attrs.pads_begin, attrs.pads_end, 0.0)
     m_per_group = int(w.shape[0]) // attrs.groups
     c_per_group = int(w.shape[1])
@@ -49,12 +53,22 @@ def conv_nd(x: te.Tensor, w: te.Tensor, bias: te.Tensor | None, attrs: ConvAttrs
         pos = [oi * s + r * d for oi, s, r, d in zip(o, attrs.strides, rk, attrs.dilations)]
         return te.sum(xp[(n, channel, *pos)] * w[(m, rc, *rk)], axis=[rc, *rk])
     y = te.compute(tuple(out_shape), body, name=CONV_BLOCK)
-    if bias is None:
+    if bias is None and not attrs.epilogue:
         return y
-    return te.compute(y.shape, lambda n, m, *o: y[(n, m, *o)] + bias[m], name=BIAS_BLOCK)
+
+    def epilogue(*i):
+        value = y[i] if bias is None else y[i] + bias[i[1]]
+        pending = iter(operands)
+        for step in attrs.epilogue:
+            if step.binary:
+                value = BINARY[step.op](value, broadcast_read(next(pending), i))
+            else:
+                value = UNARY[step.op](step.attrs, value)
+        return value
+    return te.compute(y.shape, epilogue, name=EPILOGUE_BLOCK)
 
 
 @lowering(Op.CONV)
 def _conv(node: Node, inputs: Sequence[te.Tensor], tables: Tables) -> te.Tensor:
-    x, w, *rest = inputs
-    return conv_nd(x, w, rest[0] if rest else None, node.attrs, node.output.shape)
+    (x, w, *bias), operands = split_conv_inputs(node.attrs, inputs)
+    return conv_nd(x, w, bias[0] if bias else None, node.attrs, node.output.shape, operands)

@@ -26,6 +26,14 @@ def lanes(dtype: str) -> int:
     return max(1, VECTOR_BITS // (8 * np.dtype(dtype).itemsize)) if dtype != "bool" else VECTOR_BITS // 8
 
 
+def vector_width(n: int, limit: int) -> int:
+    """The largest power of two that divides ``n`` and is at most ``limit``."""
+    width = 1
+    while width * 2 <= limit and n % (width * 2) == 0:
+        width *= 2
+    return width
+
+
 def largest_divisor(n: int, limit: int) -> int:
     """The largest divisor of ``n`` that is at most ``limit`` (1 when none is larger)."""
     return max(d for d in range(1, max(1, min(n, limit)) + 1) if n % d == 0)

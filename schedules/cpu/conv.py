@@ -15,7 +15,7 @@ from tvm import s_tir
 
 from convc.ir import Op
 from convc.schedules.cpu.common import (ScheduleContext, inline_producers, is_reduction, lanes,
-                                        largest_divisor, loop_extent)
+                                        largest_divisor, loop_extent, vector_width)
 
 WIDTH_BLOCK = 8
 
@@ -38,7 +38,7 @@ def direct_conv(func, ctx: ScheduleContext) -> s_tir.Schedule | None:
     loops = sch.get_loops(block)
     ndim = ctx.attrs.ndim
     n, m, spatial, reduce = loops[0], loops[1], loops[2:2 + ndim], loops[2 + ndim:]
-    vector = largest_divisor(loop_extent(sch, m), lanes(ctx.dtype))
+    vector = vector_width(loop_extent(sch, m), lanes(ctx.dtype))
     if vector < 2:
         return None
     width = largest_divisor(loop_extent(sch, spatial[-1]), WIDTH_BLOCK)

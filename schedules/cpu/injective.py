@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from tvm import s_tir
 
-from convc.schedules.cpu.common import largest_divisor, loop_extent
+from convc.schedules.cpu.common import loop_extent, vector_width
 
 MIN_PARALLEL = 1 << 12  # elements; below this, threads cost more than they save
 
@@ -15,7 +15,7 @@ def schedule_injective(sch: s_tir.Schedule, block, vector: int) -> None:
         return
     fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
     total = loop_extent(sch, fused)
-    width = largest_divisor(total, vector)
+    width = vector_width(total, vector)
     if width > 1:
         fused, inner = sch.split(fused, [None, width])
         sch.vectorize(inner)

@@ -1,0 +1,76 @@
+"""What every blocked conv kernel candidate provides, and what a build returns.
+
+A candidate states when it applies (``decline``), its knobs (``default_config``,
+``space``), a cost estimate, and builds a scheduled PrimFunc plus the NumPy weight
+packer matching it. PrimFunc arguments, in order: data (physical, ``in_block``),
+packed weight, packed bias (if ``has_bias``), the epilogue operands (physical, see
+``layout``), the output (physical, ``out_block``).
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+from tvm import tirx
+
+from convc.schedules.cpu.blocked.epilogue import unsupported_step
+from convc.schedules.cpu.blocked.machine import MACHINE, Machine
+from convc.schedules.cpu.blocked.problem import ConvProblem
+
+WeightPacker = Callable[[np.ndarray, "np.ndarray | None"], "tuple[np.ndarray, np.ndarray | None]"]
+
+
+@dataclass(frozen=True)
+class KernelBuild:
+    """A scheduled PrimFunc and the packer of its weight and bias arguments."""
+
+    func: tirx.PrimFunc
+    pack_weight: WeightPacker
+
+
+class Kernel(abc.ABC):
+    """A conv kernel candidate; subclasses implement the ``_``-prefixed hooks."""
+
+    name: str = ""
+    efficiency: float = 0.5  # fraction of the FMA peak its inner loop reaches
+
+    def decline(self, p: ConvProblem) -> str | None:
+        """None when this kernel computes ``p``, else the reason it does not."""
+        if p.dtype != "float32":
+            return f"dtype {p.dtype} (only float32)"
+        return unsupported_step(p.epilogue) or self._decline(p)
+
+    @abc.abstractmethod
+    def _decline(self, p: ConvProblem) -> str | None: ...
+
+    @abc.abstractmethod
+    def default_config(self, p: ConvProblem) -> Any:
+        """The knobs chosen by simple rules (no measurement)."""
+
+    @abc.abstractmethod
+    def space(self, p: ConvProblem) -> list[Any]:
+        """Every config worth measuring, the default first."""
+
+    @abc.abstractmethod
+    def build(self, p: ConvProblem, config: Any) -> KernelBuild:
+        """The scheduled PrimFunc (marked ``tirx.is_scheduled``) and its weight packer."""
+
+    def estimate(self, p: ConvProblem, config: Any, machine: Machine = MACHINE) -> float:
+        """Seconds on ``machine`` with all its cores: compute at this kernel's efficiency
+        plus the memory traffic it adds (padding and patch copies)."""
+        compute = p.flops / (machine.peak * self.efficiency * self._utilisation(p, config))
+        return compute + self._extra_bytes(p, config) / machine.bandwidth + machine.call_overhead
+
+    def _utilisation(self, p: ConvProblem, config: Any) -> float:
+        """The fraction of the vector lanes and register tile doing useful work (0, 1]."""
+        return 1.0
+
+    def _extra_bytes(self, p: ConvProblem, config: Any) -> float:
+        """Bytes moved besides reading the input and writing the output once."""
+        return 0.0
+
+
+def mark_scheduled(func: tirx.PrimFunc) -> tirx.PrimFunc:
+    return func.with_attr("tirx.is_scheduled", True)
