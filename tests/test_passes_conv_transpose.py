@@ -27,7 +27,7 @@ def the_conv(graph):
     return conv
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(conv_transpose_cases(), st.integers(0, 2**16), st.booleans())
 def test_same_outputs_as_the_scatter_definition(case, seed, const_weight):
     before = build_conv_graph(case, seed, dtype="float64", const_weight=const_weight)
@@ -47,7 +47,7 @@ def conv_transpose_via_pass(y: np.ndarray, w: np.ndarray, attrs: ConvTransposeAt
     return interpret(graph, {"y": y})[0]
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(conv_cases(), st.integers(0, 2**16))
 def test_adjoint_of_conv(case, seed):
     """<conv(x), y> = <x, conv_transpose(y)> with the same weight, pads, strides, dilations, groups."""
@@ -154,3 +154,17 @@ def test_non_constant_weight_becomes_nodes():
     wv = np.array([[[1, 2]], [[3, 4]]], np.float32)
     np.testing.assert_array_equal(interpret(graph, {"x": np.ones((1, 2, 3), np.float32), "w": wv})[0],
                                   [[[1, 3, 3, 2], [3, 7, 7, 4]]])
+
+
+def test_crop_past_all_data_leaves_the_bias():
+    # i = 1, k = 1, s = 3, pads_begin = 1, output_padding = 2: the full output is [5x] at position 0,
+    # the output window is positions 1..2, beyond the data: only the bias remains
+    b = GraphBuilder("ct")
+    x = b.add_input("x", TensorType((1, 1, 1), "float64"))
+    attrs = ConvTransposeAttrs((3,), (1,), (0,), (2,), (1,))
+    y = b.emit1(Op.CONV_TRANSPOSE, [x, b.constant(np.array([[[5.0]]]), "w"), b.constant(np.array([7.0]), "b")],
+                attrs)
+    graph = PASS.run(b.build([y]))
+    verify(graph, rewritten=True)
+    assert Op.CONV_TRANSPOSE not in ops(graph)
+    np.testing.assert_array_equal(interpret(graph, {"x": np.array([[[3.0]]])})[0], [[[7.0, 7.0]]])

@@ -35,7 +35,7 @@ def matmul_graphs(draw):
     return b.build([y], ["y"])
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(matmul_graphs(), st.integers(0, 2**16))
 def test_same_outputs_and_no_constant_matmul_left(graph, seed):
     after = PASS.run(graph)

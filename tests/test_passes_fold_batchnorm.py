@@ -38,7 +38,7 @@ def conv_bn_graph(case: ConvCase, seed: int, *, second_user: bool, constant_para
     return b.build([y], ["out"])
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(conv_cases(), st.integers(0, 2**16), st.booleans(), st.booleans())
 def test_same_outputs_as_the_unfolded_graph(case, seed, second_user, constant_params):
     before = conv_bn_graph(case, seed, second_user=second_user, constant_params=constant_params)
