@@ -120,7 +120,7 @@ class CompiledModel:
             if array.dtype != np.dtype(spec.dtype) or array.shape != spec.shape:
                 raise InputError(f"input {spec.name!r}: expected {spec.dtype}{list(spec.shape)}, "
                                  f"got {array.dtype.name}{list(array.shape)}")
-            args.append(tvm.runtime.tensor(np.ascontiguousarray(array), self._device))
+            args.append(tvm.runtime.tensor(np.require(array, requirements="C"), self._device))
         return args
 
     def _call(self, args: Sequence) -> list:

@@ -57,7 +57,7 @@ UNARY: dict[Op, Callable] = {
     Op.FLOOR: lambda a, x: tirx.floor(x),
     Op.CEIL: lambda a, x: tirx.ceil(x),
     Op.NOT: lambda a, x: tirx.Not(x),
-    Op.CAST: lambda a, x: _cast(x, a),
+    Op.CAST: lambda a, x: _cast(x, a.dtype),
 }
 
 

@@ -44,5 +44,5 @@ def _reduce(node: Node, inputs: Sequence[te.Tensor], tables: Tables) -> te.Tenso
     count = 1
     for a in axes:
         count *= int(x.shape[a])
-    div = tirx.truncdiv if "int" in x.dtype else (lambda s, c: s / c)
+    div = tirx.truncdiv if "int" in str(x.dtype) else (lambda s, c: s / c)
     return te.compute(y.shape, lambda *i: div(y[i], tirx.const(max(count, 1), x.dtype)), name="mean")

@@ -36,7 +36,7 @@ def _resize(node: Node, inputs: Sequence[te.Tensor], tables: Tables) -> te.Tenso
         if table.is_identity():
             continue
         index = tables.add(table.index.astype("int32"), "index")
-        weight = tables.add(table.weight.astype(y.dtype), "weight")
+        weight = tables.add(table.weight.astype(str(y.dtype)), "weight")
         valid = tables.add(table.valid.astype("int8"), "valid")
         y = _resize_axis(y, axis, node.attrs.shape[axis], index, weight, valid, node.attrs.extrapolation_value)
     if y is inputs[0]:
