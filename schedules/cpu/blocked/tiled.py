@@ -9,6 +9,7 @@ vectors and ``reg_n`` positions are unrolled, the ``vb`` lanes vectorised.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from tvm import s_tir, te
@@ -23,11 +24,13 @@ from convc.schedules.cpu.blocked.problem import ConvProblem
 @dataclass(frozen=True)
 class TileConfig:
     """Knobs of the register tile: output channels per tile (a multiple of the
-    accumulator block ``vec_block``) and output positions along the last axis."""
+    accumulator block ``vec_block``) and output positions along the last axis; whether
+    the channel tiles are the outer parallel loop (else the positions are)."""
 
     vec_block: int
     oc_tile: int
     reg_n: int
+    oc_outer: bool = True
 
 
 def reduction_block(p: ConvProblem) -> int:
@@ -57,13 +60,15 @@ def tile_config(p: ConvProblem, oc_tile_pref: int) -> TileConfig:
     tile = oc_tile_pref if p.out_channels % oc_tile_pref == 0 and oc_tile_pref % vb == 0 else vb
     vectors = max(1, tile // MACHINE.lanes)
     limit = max(1, (MACHINE.registers - 2) // vectors)
-    return TileConfig(vb, tile, best_reg_n(p.out_size[-1], limit))
+    in_bytes = 4 * p.in_channels * math.prod(p.in_size)
+    w_bytes = 4 * p.out_channels * p.in_per_group * p.taps
+    return TileConfig(vb, tile, best_reg_n(p.out_size[-1], limit), in_bytes <= w_bytes)
 
 
 def tile_space(p: ConvProblem, default: TileConfig) -> list[TileConfig]:
     vb = default.vec_block
     tiles = [t for t in (vb, 2 * vb, 4 * vb) if p.out_channels % t == 0]
-    configs = [TileConfig(vb, t, r) for t in tiles for r in range(1, 15)
+    configs = [TileConfig(vb, t, r, outer) for t in tiles for r in range(1, 15) for outer in (True, False)
                if (t // MACHINE.lanes or 1) * (r + 1) + 1 <= MACHINE.registers]
     return [default] + [c for c in configs if c != default]
 
@@ -96,11 +101,14 @@ def build_tiled(p: ConvProblem, cfg: TileConfig) -> KernelBuild:
     func = te.create_prim_func(args.signature(out))
     sch = s_tir.Schedule(func)
     block = sch.get_sblock("acc")
-    n, ob, *o, oi, r_o, *r_k, r_i = sch.get_loops(block)
+    loops = sch.get_loops(block)
+    n, ob, o, oi = loops[0], loops[1], loops[2:2 + n_sp], loops[2 + n_sp]
+    r_o, r_k, r_i = loops[3 + n_sp], loops[4 + n_sp:-1], loops[-1]
     ob_o, ob_i = sch.split(ob, [None, t])
     last_o, last_i = sch.split(o[-1], [None, cfg.reg_n])
-    sch.reorder(n, ob_o, *o[:-1], last_o, r_o, *r_k, r_i, last_i, ob_i, oi)
-    fused = sch.fuse(n, ob_o, *o[:-1], last_o)
+    outer = [n, ob_o, *o[:-1], last_o] if cfg.oc_outer else [n, *o[:-1], last_o, ob_o]
+    sch.reorder(*outer, r_o, *r_k, r_i, last_i, ob_i, oi)
+    fused = sch.fuse(*outer)
     sch.parallel(fused)
     sch.set_scope(block, 0, "local")
     sch.reverse_compute_at(sch.get_sblock("out"), fused)
@@ -119,3 +127,23 @@ def _packer(tile: int, rb: int):
     def pack(w, bias):
         return stages.pack_blocked_weight(w, tile, rb), bias
     return pack
+
+
+def utilisation(p: ConvProblem, cfg: TileConfig) -> float:
+    """Useful lanes x useful tile positions (the tail) x a penalty for tiles too small to
+    hide the FMA latency (fewer than 8 independent accumulators)."""
+    lanes = min(1.0, cfg.vec_block / MACHINE.lanes)
+    width = p.out_size[-1]
+    tail = width / (-(-width // cfg.reg_n) * cfg.reg_n)
+    accumulators = cfg.reg_n * max(1, cfg.oc_tile // MACHINE.lanes)
+    return lanes * tail * min(1.0, accumulators / 8)
+
+
+def pad_bytes(p: ConvProblem) -> float:
+    """The padding copy: the padded input written once and read back."""
+    if not p.padded:
+        return 0.0
+    size = p.batch * p.in_channels
+    for i, pb, pe in zip(p.in_size, p.pads_begin, p.pads_end):
+        size *= i + pb + pe
+    return 2.0 * 4 * size

@@ -1,0 +1,39 @@
+"""``1x1``: a pointwise conv as a GEMM over channels, with no padding or patch copy.
+
+Output positions are the GEMM's rows, output channels its columns and input channels
+its reduction; strides just skip rows. The register tile favours wide channel tiles,
+since a 1x1 conv has no kernel taps to reuse an input scalar across.
+"""
+from __future__ import annotations
+
+from convc.schedules.cpu.blocked import tiled
+from convc.schedules.cpu.blocked.kernel import Kernel, KernelBuild
+from convc.schedules.cpu.blocked.problem import ConvProblem
+from convc.schedules.cpu.blocked.tiled import TileConfig
+
+
+class Pointwise(Kernel):
+    name = "1x1"
+    efficiency = 0.88
+
+    def _decline(self, p: ConvProblem) -> str | None:
+        if p.taps != 1:
+            return f"kernel {p.kernel} is not 1x1"
+        if p.padded:
+            return f"padded ({p.pads_begin}/{p.pads_end})"
+        return tiled.tiled_decline(p)
+
+    def default_config(self, p: ConvProblem) -> TileConfig:
+        return tiled.tile_config(p, 16)
+
+    def space(self, p: ConvProblem) -> list[TileConfig]:
+        return tiled.tile_space(p, self.default_config(p))
+
+    def build(self, p: ConvProblem, config: TileConfig) -> KernelBuild:
+        return tiled.build_tiled(p, config)
+
+    def _utilisation(self, p: ConvProblem, config: TileConfig) -> float:
+        return tiled.utilisation(p, config)
+
+
+POINTWISE = Pointwise()
