@@ -76,17 +76,18 @@ class AxisTable:
 def _source_coordinate(attrs: ResizeAttrs, axis: int, j: int, size_in: int, size_out: int) -> float:
     scale = attrs.scales[axis]
     mode = attrs.coordinate_mode
+    length = scale * size_in  # ONNX's "length_resized": unrounded when the scales were given
     if mode is CoordinateMode.ALIGN_CORNERS:
-        return 0.0 if size_out == 1 else j * (size_in - 1) / (size_out - 1)
+        return 0.0 if length == 1 else j * (size_in - 1) / (length - 1)
     if mode is CoordinateMode.ASYMMETRIC:
         return j / scale
     if mode is CoordinateMode.TF_CROP_AND_RESIZE:
         lo, hi = attrs.roi_start[axis], attrs.roi_end[axis]
-        if size_out == 1:
+        if length == 1:
             return (hi - lo) * (size_in - 1) / 2 + lo * (size_in - 1)
-        return j * (hi - lo) * (size_in - 1) / (size_out - 1) + lo * (size_in - 1)
+        return j * (hi - lo) * (size_in - 1) / (length - 1) + lo * (size_in - 1)
     if mode is CoordinateMode.PYTORCH_HALF_PIXEL:
-        return -0.5 if size_out == 1 else (j + 0.5) / scale - 0.5
+        return -0.5 if length == 1 else (j + 0.5) / scale - 0.5
     if mode is CoordinateMode.HALF_PIXEL_SYMMETRIC:
         adjustment = size_out / (scale * size_in)
         offset = size_in / 2 * (1 - adjustment)
@@ -155,7 +156,7 @@ def resize_reference(attrs: ResizeAttrs, x: np.ndarray) -> np.ndarray:
     y = x.astype(np.float64)
     for axis, size_in in enumerate(x.shape):
         table = axis_table(attrs, axis, size_in)
-        if table.is_identity():
+        if table.index.shape[0] == size_in and table.is_identity():
             continue
         shape = [1] * y.ndim
         shape[axis] = -1
