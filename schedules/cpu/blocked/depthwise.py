@@ -1,0 +1,95 @@
+"""``depthwise``: one filter per channel, vectorised over the channel block.
+
+``acc[n, cb, *o, ci] = sum_k x[n, cb, o*s + k*d, ci] * W[cb, *k, ci]``: each tap is a vector
+load and an FMA (no broadcast, no reduction over channels); ``reg_n`` output positions
+of the last axis form the register tile, the taps are unrolled.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from tvm import s_tir, te
+
+from convc.schedules.cpu.blocked import stages
+from convc.schedules.cpu.blocked.kernel import Kernel, KernelBuild, mark_scheduled
+from convc.schedules.cpu.blocked.layout import Channel
+from convc.schedules.cpu.blocked.problem import ConvProblem
+from convc.schedules.cpu.blocked.tiled import best_reg_n, pad_bytes
+
+
+@dataclass(frozen=True)
+class DepthwiseConfig:
+    """Output positions of the last axis per register tile."""
+
+    reg_n: int
+
+
+class Depthwise(Kernel):
+    name = "depthwise"
+    efficiency = 0.35  # one load per FMA: bound by loads, not FMAs
+
+    def _decline(self, p: ConvProblem) -> str | None:
+        if not (p.groups == p.in_channels == p.out_channels):
+            return f"not depthwise (groups {p.groups}, channels {p.in_channels}->{p.out_channels})"
+        if not p.in_block or p.in_block != p.out_block:
+            return f"needs the same blocked layout in and out (blocks {p.in_block}, {p.out_block})"
+        return None
+
+    def default_config(self, p: ConvProblem) -> DepthwiseConfig:
+        return DepthwiseConfig(best_reg_n(p.out_size[-1], 8))
+
+    def space(self, p: ConvProblem) -> list[DepthwiseConfig]:
+        default = self.default_config(p)
+        return [default] + [DepthwiseConfig(r) for r in range(1, 15) if r != default.reg_n]
+
+    def _utilisation(self, p: ConvProblem, config: DepthwiseConfig) -> float:
+        return min(1.0, p.out_block / 8)
+
+    def _extra_bytes(self, p: ConvProblem, config: DepthwiseConfig) -> float:
+        return pad_bytes(p)
+
+    def build(self, p: ConvProblem, config: DepthwiseConfig) -> KernelBuild:
+        b = p.out_block
+        args = stages.placeholders(p, (p.out_channels // b, *p.kernel, b))
+        padded = stages.pad_stage(p, args.data)
+        ks = [te.reduce_axis((0, k), f"k{i}") for i, k in enumerate(p.kernel)]
+
+        def body(n, cb, *rest):
+            *o, ci = rest
+            x = stages.read(p, padded, n, Channel(cb, ci, b), stages.window(p, o, ks))
+            return te.sum(x * args.weight[(cb, *ks, ci)], axis=ks)
+
+        acc = te.compute((p.batch, p.out_channels // b, *p.out_size, b), body, name="acc")
+        out = stages.output(p, args, stages.acc_reader(acc, b))
+        sch = s_tir.Schedule(te.create_prim_func(args.signature(out)))
+        block = sch.get_sblock("acc")
+        loops = sch.get_loops(block)
+        n_sp = p.ndim
+        n, cb, o, ci, r_k = loops[0], loops[1], loops[2:2 + n_sp], loops[2 + n_sp], loops[3 + n_sp:]
+        last_o, last_i = sch.split(o[-1], [None, config.reg_n])
+        sch.reorder(n, cb, *o[:-1], last_o, *r_k, last_i, ci)
+        fused = sch.fuse(n, cb, *o[:-1], last_o)
+        sch.parallel(fused)
+        sch.set_scope(block, 0, "local")
+        sch.reverse_compute_at(sch.get_sblock("out"), fused)
+        for loop in r_k:
+            sch.unroll(loop)
+        sch.unroll(last_i)
+        sch.vectorize(ci)
+        sch.decompose_reduction(block, r_k[0])
+        sch.vectorize(sch.get_loops(sch.get_sblock("out"))[-1])
+        if p.padded:
+            stages.schedule_copy(sch, "pad")
+        return KernelBuild(mark_scheduled(sch.mod["main"]), _packer(b))
+
+
+def _packer(block: int):
+    def pack(w: np.ndarray, bias):
+        m, _, *kernel = w.shape
+        x = w.reshape(m // block, block, *kernel)
+        return np.ascontiguousarray(np.moveaxis(x, 1, -1)), bias
+    return pack
+
+
+DEPTHWISE = Depthwise()

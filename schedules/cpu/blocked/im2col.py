@@ -1,0 +1,126 @@
+"""``im2col``: per tile, copy the receptive fields into a patch matrix, then a packed GEMM.
+
+For a tile of ``reg_n * row_tiles`` positions along the last output axis, the patch
+``P[pos, *k, cb, ci]`` (one contiguous row of ``C * prod(K)`` per position, zeros where
+the window leaves the input: the padding costs nothing extra) is built once and reused
+by every output-channel tile; the GEMM micro-kernel is the same register tile as
+``direct`` (``reg_n`` positions x ``oc_tile`` channels) with the weight packed in the
+patch's row order ``(M/T, *K, C/rb, rb, T)``. Groups are left to ``direct``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from tvm import s_tir, te, tirx
+
+from convc.schedules.cpu.blocked import stages, tiled
+from convc.schedules.cpu.blocked.kernel import Kernel, KernelBuild, mark_scheduled
+from convc.schedules.cpu.blocked.layout import Channel, load
+from convc.schedules.cpu.blocked.problem import ConvProblem
+
+
+@dataclass(frozen=True)
+class Im2colConfig:
+    """The GEMM register tile and how many of them share one patch tile."""
+
+    vec_block: int
+    oc_tile: int
+    reg_n: int
+    row_tiles: int
+
+
+class Im2col(Kernel):
+    name = "im2col"
+    efficiency = 0.85
+
+    def _decline(self, p: ConvProblem) -> str | None:
+        if p.groups != 1:
+            return f"groups={p.groups} (direct serves grouped convs)"
+        if p.taps == 1 and not p.padded and all(s == 1 for s in p.strides):
+            return "a plain 1x1 conv needs no patches"
+        return tiled.tiled_decline(p)
+
+    def default_config(self, p: ConvProblem) -> Im2colConfig:
+        t = tiled.tile_config(p, 16)
+        width = p.out_size[-1]
+        rows = max(1, min(4, -(-width // t.reg_n)))
+        return Im2colConfig(t.vec_block, t.oc_tile, t.reg_n, rows)
+
+    def space(self, p: ConvProblem) -> list[Im2colConfig]:
+        default = self.default_config(p)
+        configs = [Im2colConfig(t.vec_block, t.oc_tile, t.reg_n, rows)
+                   for t in tiled.tile_space(p, tiled.tile_config(p, 16)) if t.oc_outer
+                   for rows in (1, 2, 4, 8)]
+        return [default] + [c for c in configs if c != default]
+
+    def _utilisation(self, p: ConvProblem, config: Im2colConfig) -> float:
+        return tiled.utilisation(p, tiled.TileConfig(config.vec_block, config.oc_tile, config.reg_n))
+
+    def _extra_bytes(self, p: ConvProblem, config: Im2colConfig) -> float:
+        """The patch matrix written and read once per tile; it spills out of L2 when large."""
+        row = 4 * p.in_channels * p.taps
+        patch_tile = row * config.reg_n * config.row_tiles
+        spill = 1.0 if patch_tile > 512 * 1024 else 0.25
+        return spill * 2 * row * p.batch * int(np.prod(p.out_size))
+
+    def build(self, p: ConvProblem, config: Im2colConfig) -> KernelBuild:
+        n_sp, vb, tile = p.ndim, config.vec_block, config.oc_tile
+        rb = tiled.reduction_block(p)
+        t, cblocks = tile // vb, p.in_channels // rb
+        args = stages.placeholders(p, (p.out_channels // tile, *p.kernel, cblocks, rb, tile))
+
+        def patch_body(n, *idx):
+            o, k, (cb, ci) = idx[:n_sp], idx[n_sp:2 * n_sp], idx[2 * n_sp:]
+            pos = [w - pb for w, pb in zip(stages.window(p, o, k), p.pads_begin)]
+            channel = Channel(cb, ci, rb) if p.in_block else Channel(cb * rb + ci)
+            value = load(args.data, p.in_block, n, channel, pos)
+            if not p.padded:
+                return value
+            inside = tirx.all(*[tirx.all(x >= 0, x < size) for x, size in zip(pos, p.in_size)])
+            return tirx.if_then_else(inside, value, tirx.const(0.0, p.dtype))
+
+        patch = te.compute((p.batch, *p.out_size, *p.kernel, cblocks, rb), patch_body, name="patch")
+        ks = [te.reduce_axis((0, k), f"k{i}") for i, k in enumerate(p.kernel)]
+        rc = te.reduce_axis((0, cblocks), "rc")
+        ri = te.reduce_axis((0, rb), "ri")
+
+        def body(n, ob, *rest):
+            *o, oi = rest
+            w = args.weight[(ob // t, *ks, rc, ri, (ob % t) * vb + oi)]
+            return te.sum(patch[(n, *o, *ks, rc, ri)] * w, axis=[*ks, rc, ri])
+
+        acc = te.compute((p.batch, p.out_channels // vb, *p.out_size, vb), body, name="acc")
+        out = stages.output(p, args, stages.acc_reader(acc, vb))
+        sch = s_tir.Schedule(te.create_prim_func(args.signature(out)))
+        block = sch.get_sblock("acc")
+        loops = sch.get_loops(block)
+        n, ob, o, oi = loops[0], loops[1], loops[2:2 + n_sp], loops[2 + n_sp]
+        reduction = loops[3 + n_sp:]
+        ob_o, ob_i = sch.split(ob, [None, t])
+        last_o, rows, last_i = sch.split(o[-1], [None, config.row_tiles, config.reg_n])
+        sch.reorder(n, *o[:-1], last_o, ob_o, rows, *reduction, last_i, ob_i, oi)
+        fused = sch.fuse(n, *o[:-1], last_o)
+        sch.parallel(fused)
+        sch.set_scope(block, 0, "local")
+        sch.reverse_compute_at(sch.get_sblock("out"), rows)
+        sch.compute_at(sch.get_sblock("patch"), fused)
+        sch.unroll(last_i)
+        sch.unroll(ob_i)
+        sch.vectorize(oi)
+        sch.decompose_reduction(block, reduction[0])
+        sch.vectorize(sch.get_loops(sch.get_sblock("out"))[-1])
+        sch.vectorize(sch.get_loops(sch.get_sblock("patch"))[-1])
+        return KernelBuild(mark_scheduled(sch.mod["main"]), _packer(tile, rb))
+
+
+def _packer(tile: int, rb: int):
+    def pack(w: np.ndarray, bias):
+        m, c, *kernel = w.shape
+        n = len(kernel)
+        x = w.reshape(m // tile, tile, c // rb, rb, *kernel)
+        return np.ascontiguousarray(x.transpose(0, *range(4, 4 + n), 2, 3, 1)), bias
+    return pack
+
+
+IM2COL = Im2col()

@@ -1,0 +1,29 @@
+"""Choosing a kernel for a conv by the analytical cost model."""
+from __future__ import annotations
+
+from typing import Any
+
+from convc.schedules.cpu.blocked.candidates import CANDIDATES
+from convc.schedules.cpu.blocked.kernel import Kernel
+from convc.schedules.cpu.blocked.problem import ConvProblem
+
+Verdict = tuple[str, "float | str"]
+
+
+def choose(p: ConvProblem) -> tuple[Kernel, Any, list[Verdict]]:
+    """The candidate with the lowest estimate (its default config), and for every
+    candidate its name with its estimate in seconds or the reason it declined."""
+    verdicts: list[Verdict] = []
+    best: tuple[float, Kernel, Any] | None = None
+    for kernel in CANDIDATES:
+        reason = kernel.decline(p)
+        if reason is not None:
+            verdicts.append((kernel.name, reason))
+            continue
+        config = kernel.default_config(p)
+        seconds = kernel.estimate(p, config)
+        verdicts.append((kernel.name, seconds))
+        if best is None or seconds < best[0]:
+            best = (seconds, kernel, config)
+    assert best is not None, "generic applies to every conv"
+    return best[1], best[2], verdicts
