@@ -180,8 +180,11 @@ LAYERS: tuple[Layer, ...] = (_conv_layer, _conv_transpose_layer, _batch_norm_lay
 
 def _flatten_fc_head(draw, b, x, rng):
     flat = b.emit1(Op.RESHAPE, [x], ReshapeAttrs((x.shape[0], x.type.size // x.shape[0])), origin="test:Flatten")
-    w = b.constant(_weights(rng, (flat.shape[1], draw(st.integers(1, 3))), x.dtype), "fc")
-    return b.emit1(Op.MATMUL, [flat, w], origin="test:Gemm")
+    m = draw(st.integers(1, 3))
+    y = b.emit1(Op.MATMUL, [flat, b.constant(_weights(rng, (flat.shape[1], m), x.dtype), "fc")], origin="test:Gemm")
+    if draw(st.booleans()):  # Gemm's bias
+        y = b.emit1(Op.ADD, [y, b.constant(rng.standard_normal(m).astype(x.dtype), "fc_bias")], origin="test:Gemm")
+    return y
 
 
 def _last_axis_fc_head(draw, b, x, rng):

@@ -3,7 +3,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from convc.ir import GraphBuilder, Op, TensorType, interpret, verify
+from convc.ir import ConvAttrs, GraphBuilder, Op, TensorType, interpret, verify
 from convc.ir.ops.movement import ReshapeAttrs, SliceAttrs, TransposeAttrs
 from convc.passes import eliminate_dead_code, fold_constants, simplify
 from strategies import assert_equivalent, random_graphs
@@ -84,3 +84,31 @@ def test_simplify_keeps_a_real_slice():
     x = b.add_input("x", TensorType((4,), "float32"))
     y = b.emit1(Op.SLICE, [x], SliceAttrs((3,), (-1,), (-1,)))  # reversal, same shape
     assert ops(simplify.PASS.run(b.build([y]))) == [Op.SLICE]
+
+
+def fc_head(*, bias_users: int = 1, conv_bias: bool = True):
+    """conv (N, M, 1, 1) -> reshape (N, M) -> + c[M], as fc_to_conv leaves a Gemm with a bias."""
+    b = GraphBuilder("g")
+    x = b.add_input("x", TensorType((2, 3, 1, 1), "float32"))
+    inputs = [x, b.constant(np.arange(6, dtype=np.float32).reshape(2, 3, 1, 1), "w")]
+    if conv_bias:
+        inputs.append(b.constant(np.array([1.0, 2.0], np.float32), "b"))
+    conv = b.emit1(Op.CONV, inputs, ConvAttrs((1, 1), (0, 0), (0, 0), (1, 1)), origin="onnx:Gemm 'fc'")
+    flat = b.emit1(Op.RESHAPE, [conv], ReshapeAttrs((2, 2)))
+    y = b.emit1(Op.ADD, [b.constant(np.array([10.0, 20.0], np.float32), "c"), flat])
+    return b.build([y, flat][:bias_users], ["y", "flat"][:bias_users])
+
+
+def test_simplify_moves_an_fc_bias_into_the_conv():
+    for conv_bias in (True, False):
+        before = fc_head(conv_bias=conv_bias)
+        graph = simplify.PASS.run(before)
+        assert ops(graph) == [Op.CONV, Op.RESHAPE]
+        np.testing.assert_array_equal(graph.constants[graph.nodes[0].inputs[2]],
+                                      [11.0, 22.0] if conv_bias else [10.0, 20.0])
+        assert graph.nodes[0].origin == "onnx:Gemm 'fc' | simplify"
+        assert_equivalent(before, graph, 0)
+
+
+def test_simplify_keeps_the_bias_add_when_the_product_has_another_user():
+    assert ops(simplify.PASS.run(fc_head(bias_users=2))) == [Op.CONV, Op.RESHAPE, Op.ADD]

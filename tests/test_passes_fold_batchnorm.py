@@ -4,6 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from convc.ir import ConvAttrs, GraphBuilder, Op, TensorType, verify
+from convc.ir.ops.conv import EpilogueStep
 from convc.ir.ops.normalization import BatchNormAttrs
 from convc.passes.fold_batchnorm import PASS
 from strategies import ConvCase, assert_equivalent, conv_cases
@@ -98,3 +99,15 @@ def test_conv_with_two_users_keeps_its_weights():
     np.testing.assert_allclose(graph.constants[add.inputs[1]].ravel(), [-2.0, -5.0])
     assert graph.constants[mul.inputs[1]].shape == (1, 2, 1)
     assert mul.origin == "onnx:BN 'bn1' | fold_batchnorm"
+
+
+def test_conv_with_an_epilogue_is_not_folded_into():
+    b = GraphBuilder("g")
+    x = b.add_input("x", TensorType((1, 1, 3), "float64"))
+    w = b.constant(np.array([[[1.0]], [[-2.0]]]), "w")
+    conv = b.emit1(Op.CONV, [x, w], ConvAttrs((1,), (0,), (0,), (1,), epilogue=(EpilogueStep(Op.RELU),)))
+    params = [b.constant(np.array(v), "p") for v in ([-1.0, 2.0], [0.0, 1.0], [0.5, 0.0], [1.0, 1.0])]
+    before = b.build([b.emit1(Op.BATCH_NORM, [conv, *params], BatchNormAttrs(0.0))])
+    after = PASS.run(before)
+    assert ops(after) == [Op.CONV, Op.MUL, Op.ADD]
+    assert_equivalent(before, after, 0, rtol=1e-12, atol=1e-12)

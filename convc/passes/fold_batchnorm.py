@@ -35,8 +35,8 @@ def _channel_shaped(ctx: Rewriter, value: Value, rank: int, axis: int) -> Value:
 def into_conv(ctx: Rewriter, node: Node) -> tuple[Value] | None:
     x = ctx.inputs(node)[0]
     conv = ctx.producer(x)
-    if conv is None or conv.op is not Op.CONV or not ctx.sole_user(x, node):
-        return None
+    if conv is None or conv.op is not Op.CONV or conv.attrs.epilogue or not ctx.sole_user(x, node):
+        return None  # (an epilogue may be nonlinear: scaling the weights would not commute with it)
     a, b = _scale_shift(ctx, node)
     data, weight, *conv_bias = conv.inputs
     weight = ctx.emit(Op.MUL, [weight, _channel_shaped(ctx, a, weight.type.rank, 0)], source=conv)

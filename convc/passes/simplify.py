@@ -1,8 +1,8 @@
-"""Tidy-ups that the other rewrites leave behind: collapse chains, drop identities."""
+"""Tidy-ups that the other rewrites leave behind: collapse chains, drop identities, fold FC biases."""
 from __future__ import annotations
 
 from convc.ir import Node, Op, Value
-from convc.ir.ops.movement import TransposeAttrs
+from convc.ir.ops.movement import ReshapeAttrs, TransposeAttrs
 from convc.passes.rewrite import Rewriter, Rule, rule_pass
 
 
@@ -45,6 +45,27 @@ def transpose_of_transpose(ctx: Rewriter, node: Node) -> tuple[Value] | None:
     return _emit(ctx, Op.TRANSPOSE, inner.inputs[0], TransposeAttrs(perm))
 
 
+def bias_into_conv(ctx: Rewriter, node: Node) -> tuple[Value] | None:
+    """reshape(conv(x) -> (N, M)) + c[M]  =>  reshape(conv(x) with bias + c): an FC layer's bias."""
+    a, c = ctx.inputs(node)
+    if ctx.const(a) is not None:
+        a, c = c, a
+    reshape = ctx.producer(a)
+    if reshape is None or reshape.op is not Op.RESHAPE:
+        return None
+    conv = ctx.producer(reshape.inputs[0])  # (N, M, 1, ..., 1): the reshape keeps the size
+    if (ctx.const(c) is None or conv is None or conv.op is not Op.CONV or conv.attrs.epilogue
+            or a.type.rank != 2 or c.shape not in ((a.shape[1],), (1, a.shape[1]))
+            or conv.output.shape[:2] != a.shape or not ctx.sole_user(a, node)
+            or not ctx.sole_user(conv.output, reshape)):
+        return None
+    bias = ctx.emit(Op.RESHAPE, [c], ReshapeAttrs((a.shape[1],)))
+    if len(conv.inputs) == 3:
+        bias = ctx.emit(Op.ADD, [conv.inputs[2], bias])
+    y = ctx.emit(Op.CONV, [*conv.inputs[:2], bias], conv.attrs, source=conv)
+    return (ctx.emit(Op.RESHAPE, [y], reshape.attrs, source=reshape),)
+
+
 RULES = (
     Rule("drop_identity", frozenset(_IS_IDENTITY), identity,
          "a reshape/transpose/broadcast/slice/pad that changes nothing is a copy"),
@@ -52,6 +73,8 @@ RULES = (
          "only the last of consecutive reshapes matters"),
     Rule("transpose_of_transpose", frozenset({Op.TRANSPOSE}), transpose_of_transpose,
          "consecutive transposes compose into one permutation"),
+    Rule("bias_into_conv", frozenset({Op.ADD}), bias_into_conv,
+         "a fully connected layer's bias, added after the reshape of its conv, is that conv's bias"),
 )
 
-PASS = rule_pass("simplify", "collapse reshape/transpose chains and drop identity movement ops", RULES)
+PASS = rule_pass("simplify", "collapse reshape/transpose chains, drop identity movement ops, fold FC biases", RULES)
