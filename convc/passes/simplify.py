@@ -10,11 +10,7 @@ def _input(ctx: Rewriter, node: Node) -> Value:
     return ctx.inputs(node)[0]
 
 
-def identity(ctx: Rewriter, node: Node) -> tuple[Value] | None:
-    x = _input(ctx, node)
-    return (x,) if x.type == node.output.type and _IS_IDENTITY[node.op](node.attrs, x) else None
-
-
+# op -> whether (attrs, input) makes it the identity, given that its output type equals the input's
 _IS_IDENTITY = {
     Op.RESHAPE: lambda a, x: True,  # same type means same shape
     Op.TRANSPOSE: lambda a, x: a.perm == tuple(range(x.type.rank)),
@@ -22,6 +18,11 @@ _IS_IDENTITY = {
     Op.SLICE: lambda a, x: a.starts == (0,) * x.type.rank and a.steps == (1,) * x.type.rank,
     Op.PAD: lambda a, x: not any(a.pads_begin + a.pads_end),
 }
+
+
+def identity(ctx: Rewriter, node: Node) -> tuple[Value] | None:
+    x = _input(ctx, node)
+    return (x,) if x.type == node.output.type and _IS_IDENTITY[node.op](node.attrs, x) else None
 
 
 def _emit(ctx: Rewriter, op: Op, x: Value, attrs) -> tuple[Value]:
