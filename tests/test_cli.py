@@ -5,7 +5,7 @@ import pytest
 
 from convc import zoo
 from convc.cli import main
-from tests.oracles import onnxruntime_outputs, relative_l2
+from oracles import onnxruntime_outputs, relative_l2
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import convc
 from convc import zoo
 from convc.compiler import lower_to_ir
 from convc.ir import Op
-from tests.oracles import onnxruntime_outputs, relative_l2
+from oracles import onnxruntime_outputs, relative_l2
 
 NETWORKS = ["tiny", "resnet_small", "mobilenet_small", "dcgan_small", "unet_small", "vgg_small"]
 
