@@ -11,7 +11,7 @@ from convc.ir.ops.elementwise import AlphaAttrs, ClipAttrs
 from convc.lower import build
 from convc.lower.conv import conv_nd
 from convc.schedules.cpu import ScheduleContext
-from convc.schedules.cpu.conv import direct_conv
+from convc.schedules.cpu.conv import direct_conv, direct_conv_width
 from lower_check import TARGET, check
 
 # (data shape, filters, kernel, strides, pads_begin, pads_end, dilations, groups, bias)
@@ -28,6 +28,7 @@ CASES = [
     ((1, 2, 5, 6, 7), 4, (3, 2, 3), (1, 2, 1), (1, 0, 1), (1, 1, 0), (1, 1, 2), 2, True),
     ((1, 3, 4, 4, 4), 5, (2, 2, 2), (2, 2, 2), (0, 0, 0), (1, 1, 1), (1, 1, 1), 1, False),
     ((3, 2, 13, 11), 9, (4, 3), (3, 2), (3, 0), (0, 1), (1, 3), 1, True),  # prime sizes, batch 3
+    ((1, 3, 5, 11), 5, (1, 1), (1, 1), (0, 0), (0, 0), (1, 1), 1, True),  # only the generic schedule fits
 ]
 
 
@@ -80,14 +81,17 @@ def _conv_func(x_shape, filters, kernel, strides, pb, pe, dil, groups, bias):
                                   zip(x_shape[2:], kernel, strides, pb, pe, dil)])
     y = conv_nd(x, w, b if bias else None, attrs, out)
     args = [x, w, b, y] if bias else [x, w, y]
-    return te.create_prim_func(args), ScheduleContext(Op.CONV, attrs, "float32")
+    return te.create_prim_func(args), ScheduleContext(Op.CONV, attrs, "float32"), out
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{len(c[0]) - 2}d-g{c[7]}-m{c[1]}")
-def test_direct_schedule_applies_or_declines_cleanly(case):
-    """The register-blocked schedule handles every rank/stride/group; it declines only odd channel counts."""
-    sch = direct_conv(*_conv_func(*case))
-    assert (sch is None) == (case[1] % 2 == 1)
+def test_register_tile_schedules_apply_or_decline_cleanly(case):
+    """Both register-tile schedules handle every rank/stride/group/dilation; they decline only when
+    the channel count has no even vector, resp. the output width no block (a prime above 8)."""
+    func, ctx, out = _conv_func(*case)
+    assert (direct_conv(func, ctx) is None) == (case[1] % 2 == 1)
+    width = out[-1]
+    assert (direct_conv_width(func, ctx) is None) == all(width % d for d in range(2, min(width, 8) + 1))
 
 
 def test_conv_is_not_pathologically_slow():

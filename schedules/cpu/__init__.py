@@ -12,12 +12,12 @@ from typing import Callable
 from tvm import s_tir, tirx
 
 from convc.schedules.cpu.common import ScheduleContext
-from convc.schedules.cpu.conv import direct_conv
+from convc.schedules.cpu.conv import direct_conv, direct_conv_width
 from convc.schedules.cpu.generic import generic
 
 Candidate = Callable[[tirx.PrimFunc, ScheduleContext], "s_tir.Schedule | None"]
 
-CANDIDATES: tuple[Candidate, ...] = (direct_conv, generic)
+CANDIDATES: tuple[Candidate, ...] = (direct_conv, direct_conv_width, generic)
 
 _log = logging.getLogger(__name__)
 

@@ -9,49 +9,49 @@ import math
 from typing import Callable, Sequence
 
 from tvm import te, tirx
+from tvm.ir.expr import Expr
 
 from convc.ir import Op
 from convc.ir.ops.conv import EpilogueStep
 from convc.schedules.cpu.blocked.layout import Channel, load
 
 
-def _const(x: tirx.PrimExpr, value: float) -> tirx.PrimExpr:
-    return tirx.const(value, x.dtype)
+Const = Callable[[float], Expr]  # a float constant of the conv's dtype
 
 
-def _hard_sigmoid(x, alpha: float, beta: float):
-    return tirx.max(tirx.min(x * _const(x, alpha) + _const(x, beta), _const(x, 1.0)), _const(x, 0.0))
+def _hard_sigmoid(x, c: Const, alpha: float, beta: float):
+    return tirx.max(tirx.min(x * c(alpha) + c(beta), c(1.0)), c(0.0))
 
 
-def _clip(a, x):
+def _clip(a, x, c: Const):
     if not math.isinf(a.min):
-        x = tirx.max(x, _const(x, a.min))
+        x = tirx.max(x, c(a.min))
     if not math.isinf(a.max):
-        x = tirx.min(x, _const(x, a.max))
+        x = tirx.min(x, c(a.max))
     return x
 
 
-UNARY: dict[Op, Callable[[object, tirx.PrimExpr], tirx.PrimExpr]] = {
-    Op.RELU: lambda a, x: tirx.max(x, _const(x, 0.0)),
-    Op.LEAKY_RELU: lambda a, x: tirx.Select(x >= _const(x, 0.0), x, x * _const(x, a.alpha)),
-    Op.ELU: lambda a, x: tirx.Select(x > _const(x, 0.0), x,
-                                     _const(x, a.alpha) * (tirx.exp(tirx.min(x, _const(x, 0.0))) - _const(x, 1.0))),
-    Op.SIGMOID: lambda a, x: tirx.sigmoid(x),
-    Op.TANH: lambda a, x: tirx.tanh(x),
-    Op.HARD_SIGMOID: lambda a, x: _hard_sigmoid(x, a.alpha, a.beta),
-    Op.HARD_SWISH: lambda a, x: x * _hard_sigmoid(x, 1 / 6, 0.5),
+UNARY: dict[Op, Callable[[object, Expr, Const], Expr]] = {
+    Op.RELU: lambda a, x, c: tirx.max(x, c(0.0)),
+    Op.LEAKY_RELU: lambda a, x, c: tirx.Select(x >= c(0.0), x, x * c(a.alpha)),
+    Op.ELU: lambda a, x, c: tirx.Select(x > c(0.0), x,
+                                     c(a.alpha) * (tirx.exp(tirx.min(x, c(0.0))) - c(1.0))),
+    Op.SIGMOID: lambda a, x, c: tirx.sigmoid(x),
+    Op.TANH: lambda a, x, c: tirx.tanh(x),
+    Op.HARD_SIGMOID: lambda a, x, c: _hard_sigmoid(x, c, a.alpha, a.beta),
+    Op.HARD_SWISH: lambda a, x, c: x * _hard_sigmoid(x, c, 1 / 6, 0.5),
     Op.CLIP: _clip,
-    Op.EXP: lambda a, x: tirx.exp(x),
-    Op.LOG: lambda a, x: tirx.log(x),
-    Op.SQRT: lambda a, x: tirx.sqrt(x),
-    Op.NEG: lambda a, x: -x,
-    Op.ABS: lambda a, x: tirx.abs(x),
-    Op.RECIPROCAL: lambda a, x: _const(x, 1.0) / x,
-    Op.FLOOR: lambda a, x: tirx.floor(x),
-    Op.CEIL: lambda a, x: tirx.ceil(x),
+    Op.EXP: lambda a, x, c: tirx.exp(x),
+    Op.LOG: lambda a, x, c: tirx.log(x),
+    Op.SQRT: lambda a, x, c: tirx.sqrt(x),
+    Op.NEG: lambda a, x, c: -x,
+    Op.ABS: lambda a, x, c: tirx.abs(x),
+    Op.RECIPROCAL: lambda a, x, c: c(1.0) / x,
+    Op.FLOOR: lambda a, x, c: tirx.floor(x),
+    Op.CEIL: lambda a, x, c: tirx.ceil(x),
 }
 
-BINARY: dict[Op, Callable[[tirx.PrimExpr, tirx.PrimExpr], tirx.PrimExpr]] = {
+BINARY: dict[Op, Callable[[Expr, Expr], Expr]] = {
     Op.ADD: lambda x, y: x + y,
     Op.SUB: lambda x, y: x - y,
     Op.MUL: lambda x, y: x * y,
@@ -69,12 +69,15 @@ def unsupported_step(epilogue: Sequence[EpilogueStep]) -> str | None:
 
 def epilogue_stage(out_shape: Sequence[int], out_block: int, acc: Callable, bias: te.Tensor | None,
                    operands: Sequence[te.Tensor], epilogue: Sequence[EpilogueStep],
-                   name: str = "out") -> te.Tensor:
+                   dtype: str, name: str = "out") -> te.Tensor:
     """The output tensor (physical, ``out_block``): epilogue(acc + bias) at every element.
 
     ``acc(n, channel, spatial)`` reads the accumulated conv at a logical position
     (``channel`` a ``layout.Channel``).
     """
+    def const(value: float) -> Expr:
+        return tirx.const(value, dtype)
+
     def body(*idx):
         if out_block:
             n, cb, *spatial, ci = idx
@@ -90,6 +93,6 @@ def epilogue_stage(out_shape: Sequence[int], out_block: int, acc: Callable, bias
             if step.binary:
                 y = BINARY[step.op](y, load(next(pending), out_block, n, channel, spatial))
             else:
-                y = UNARY[step.op](step.attrs, y)
+                y = UNARY[step.op](step.attrs, y, const)
         return y
     return te.compute(tuple(out_shape), body, name=name)

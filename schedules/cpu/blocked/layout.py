@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from tvm import te, tirx
+from tvm.ir.expr import Expr
 
 
 def aligned_shape(shape: tuple[int, ...], rank: int) -> tuple[int, ...]:
@@ -61,15 +62,15 @@ class Channel:
     the same block; ``block=0`` means ``outer`` is the logical channel itself.
     """
 
-    outer: tirx.PrimExpr
-    inner: tirx.PrimExpr | int = 0
+    outer: Expr
+    inner: Expr | int = 0
     block: int = 0
 
     @property
-    def logical(self) -> tirx.PrimExpr:
+    def logical(self) -> Expr:
         return self.outer * self.block + self.inner if self.block else self.outer
 
-    def split(self, block: int) -> tuple[tirx.PrimExpr, tirx.PrimExpr]:
+    def split(self, block: int) -> tuple[Expr, Expr]:
         """(outer, inner) of this channel in a layout of ``block`` (> 0)."""
         if block == self.block:
             return self.outer, self.inner
@@ -77,7 +78,7 @@ class Channel:
         return c // block, c % block
 
 
-def load(t: te.Tensor, block: int, n, channel: Channel, spatial) -> tirx.PrimExpr:
+def load(t: te.Tensor, block: int, n, channel: Channel, spatial) -> Expr:
     """Read logical ``[n, channel, *spatial]`` of ``t`` stored with ``block``; size-1 dims read 0."""
     shape = [int(d) for d in t.shape]
     pos = 0 if shape[0] == 1 else n

@@ -76,7 +76,7 @@ def read(p: ConvProblem, padded: te.Tensor, n, channel: Channel, spatial) -> tir
 def output(p: ConvProblem, args: Args, acc: Callable) -> te.Tensor:
     """The epilogue stage writing the physical output."""
     return epilogue_stage(physical_shape(p.out_shape, p.out_block), p.out_block, acc, args.bias,
-                          args.operands, p.epilogue)
+                          args.operands, p.epilogue, p.dtype)
 
 
 def acc_reader(acc: te.Tensor, block: int) -> Callable:
