@@ -48,7 +48,7 @@ def test_reshape_of_an_input_is_a_view_not_a_kernel():
     b = GraphBuilder("view")
     x = b.add_input("x", TensorType((2, 6), F32))
     graph = b.build([b.emit1(Op.RESHAPE, [x], ReshapeAttrs((3, 4)))])
-    builder = ModuleBuilder(graph)
+    builder = ModuleBuilder(graph, TARGET)
     builder.build(signature_of(graph, TARGET))
     assert builder.kernels == {}
     check(graph)
@@ -64,14 +64,14 @@ def test_identical_nodes_share_one_kernel():
     a4 = b.emit1(Op.ADD, [a3, a3])
     a5 = b.emit1(Op.RELU, [b.emit1(Op.RESHAPE, [a4], ReshapeAttrs((3, 2)))])  # another type: own kernel
     graph = b.build([a5])
-    builder = ModuleBuilder(graph)
+    builder = ModuleBuilder(graph, TARGET)
     builder.build(signature_of(graph, TARGET))
     assert sorted(len(nodes) for nodes in builder.symbols.values()) == [1, 2, 2]
     check(graph)
 
 
 def test_kernels_carry_schedules():
-    mod = ModuleBuilder(small_net()).build(signature_of(small_net(), TARGET))
+    mod = ModuleBuilder(small_net(), TARGET).build(signature_of(small_net(), TARGET))
     funcs = [f for _, f in mod.functions.items() if isinstance(f, tvm.tirx.PrimFunc)]
     assert funcs and all(f.attrs["tirx.is_scheduled"] for f in funcs)
 
@@ -106,3 +106,8 @@ def test_a_tvm_compile_failure_is_a_codegen_error_naming_the_kernel(monkeypatch)
     monkeypatch.setattr(compiler_module.tvm, "compile", failing_compile)
     with pytest.raises(CodegenError, match=r"relu_0 \(nodes 'act'\).*something went wrong"):
         build(_relu_graph(), TARGET)
+
+
+def test_a_target_without_schedules_is_a_codegen_error():
+    with pytest.raises(CodegenError, match="no schedules for target kind 'c'"):
+        build(_relu_graph(), tvm.target.Target({"kind": "c"}))

@@ -11,7 +11,7 @@ import pytest
 import tvm
 
 import convc
-from convc.errors import InputError, LibraryError
+from convc.errors import ConvcError, InputError, LibraryError
 from convc.ir import ConvAttrs, GraphBuilder, Op, TensorType, interpret
 from convc.lower import build
 from convc.runtime import SIGNATURE_FUNCTION, TensorSpec, load
@@ -138,6 +138,11 @@ def test_foreign_shared_object(tmp_path):
     subprocess.run(["gcc", "-shared", "-fPIC", str(source), "-o", str(lib)], check=True)
     with pytest.raises(LibraryError, match="not a convc library"):
         load(lib)
+
+
+def test_unknown_device(library):
+    with pytest.raises(ConvcError, match="unknown device 'tpu'"):
+        load(library, device="tpu")
 
 
 def test_a_directory_is_not_a_library(tmp_path):

@@ -23,7 +23,7 @@ def build(graph: Graph, target: tvm.target.Target) -> CompiledModel:
 
     Raises ``CodegenError`` naming the node (or kernel) when lowering or TVM fails.
     """
-    builder = ModuleBuilder(graph)
+    builder = ModuleBuilder(graph, target)
     mod = builder.build(signature_of(graph, target))
     try:
         executable = tvm.compile(mod, target=target)

@@ -18,7 +18,11 @@ from convc.errors import CodegenError, ConvcError
 from convc.ir import Graph, Node, Op, Value
 from convc.lower.registry import Tables, lowering_of
 from convc.runtime import SIGNATURE_FUNCTION, Signature
-from convc.schedules.cpu import ScheduleContext, schedule
+from convc.schedules import cpu
+from convc.schedules.cpu import ScheduleContext
+
+# target kind -> the scheduler of its kernels; "cuda" joins here with convc.schedules.cuda
+SCHEDULERS = {"llvm": cpu.schedule}
 
 
 def _relax_type(value: Value) -> relax.TensorType:
@@ -36,7 +40,10 @@ class _Kernel:
 class ModuleBuilder:
     """Builds the Relax module of one graph (see the module docstring)."""
 
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, target: tvm.target.Target):
+        if target.kind.name not in SCHEDULERS:
+            raise CodegenError(f"no schedules for target kind {target.kind.name!r}")
+        self.schedule = SCHEDULERS[target.kind.name]
         self.graph = graph
         self.bb = relax.BlockBuilder()
         self.env: dict[Value, relax.Expr] = {}
@@ -59,7 +66,7 @@ class ModuleBuilder:
             tables = Tables()
             outs = node_outputs(lowering_of(node.op)(node, placeholders, tables))
             func = te.create_prim_func([*placeholders, *tables.tensors, *outs])
-            func = schedule(func, ScheduleContext(node.op, node.attrs, node.outputs[0].dtype))
+            func = self.schedule(func, ScheduleContext(node.op, node.attrs, node.outputs[0].dtype))
             symbol = f"{node.op}_{len(self.kernels)}"
             gvar = self.bb.add_func(func.with_attr("global_symbol", symbol), symbol)
             self.kernels[key] = _Kernel(gvar, tables.arrays)
