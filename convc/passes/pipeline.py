@@ -5,7 +5,7 @@ from typing import Callable
 
 from convc.ir import Graph, VerificationError, verify
 from convc.passes import (conv_transpose_to_conv, eliminate_dead_code, fc_to_conv, fold_batchnorm,
-                          fold_constants, simplify)
+                          fold_constants, fuse_epilogue, simplify)
 from convc.passes.base import Pass
 
 PIPELINE: tuple[Pass, ...] = (
@@ -15,6 +15,7 @@ PIPELINE: tuple[Pass, ...] = (
     fc_to_conv.PASS,
     fold_batchnorm.PASS,
     simplify.PASS,
+    fuse_epilogue.PASS,  # last: the other rewrites match plain convs
 )
 
 
