@@ -1,0 +1,135 @@
+"""Times every applicable blocked conv kernel on ResNet-50's distinct conv shapes.
+
+    python bench/kernels.py [--threads 1 2] [--only direct,im2col] [--generic]
+
+Batch 1, float32, blocked layout (block 8; the stem reads the plain 3-channel input).
+Each thread count runs in its own subprocess (TVM_NUM_THREADS is read at import).
+Prints GFLOP/s and the fraction of the FMA peak the cost model assumes (per thread used).
+Every kernel's output is checked against ``conv_reference`` before it is timed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+# (label, in, out, spatial, kernel, stride, pad, in_block)
+RESNET50 = [
+    ("stem 7x7/2", 3, 64, 224, 7, 2, 3, 0),
+    ("l1 1x1 64>64", 64, 64, 56, 1, 1, 0, 8),
+    ("l1 3x3 64", 64, 64, 56, 3, 1, 1, 8),
+    ("l1 1x1 64>256", 64, 256, 56, 1, 1, 0, 8),
+    ("l1 1x1 256>64", 256, 64, 56, 1, 1, 0, 8),
+    ("l2 1x1 256>128", 256, 128, 56, 1, 1, 0, 8),
+    ("l2 3x3/2 128", 128, 128, 56, 3, 2, 1, 8),
+    ("l2 1x1/2 256>512", 256, 512, 56, 1, 2, 0, 8),
+    ("l2 1x1 128>512", 128, 512, 28, 1, 1, 0, 8),
+    ("l2 1x1 512>128", 512, 128, 28, 1, 1, 0, 8),
+    ("l2 3x3 128", 128, 128, 28, 3, 1, 1, 8),
+    ("l3 1x1 512>256", 512, 256, 28, 1, 1, 0, 8),
+    ("l3 3x3/2 256", 256, 256, 28, 3, 2, 1, 8),
+    ("l3 1x1/2 512>1024", 512, 1024, 28, 1, 2, 0, 8),
+    ("l3 1x1 256>1024", 256, 1024, 14, 1, 1, 0, 8),
+    ("l3 1x1 1024>256", 1024, 256, 14, 1, 1, 0, 8),
+    ("l3 3x3 256", 256, 256, 14, 3, 1, 1, 8),
+    ("l4 1x1 1024>512", 1024, 512, 14, 1, 1, 0, 8),
+    ("l4 3x3/2 512", 512, 512, 14, 3, 2, 1, 8),
+    ("l4 1x1/2 1024>2048", 1024, 2048, 14, 1, 2, 0, 8),
+    ("l4 1x1 512>2048", 512, 2048, 7, 1, 1, 0, 8),
+    ("l4 1x1 2048>512", 2048, 512, 7, 1, 1, 0, 8),
+    ("l4 3x3 512", 512, 512, 7, 3, 1, 1, 8),
+    ("fc as 1x1 2048>1000", 2048, 1000, 1, 1, 1, 0, 8),
+]
+
+
+def _problem(c, m, size, k, s, pad, ib):
+    from convc.schedules.cpu.blocked import ConvProblem
+    return ConvProblem(1, c, m, 1, (size, size), (k, k), (s, s), (pad, pad), (pad, pad), (1, 1), ib, 8,
+                       has_bias=True)
+
+
+def _time(fn, args, budget: float = 0.3) -> float:
+    """Median seconds per call over 5 rounds, after a warm-up."""
+    fn(*args)
+    start = time.perf_counter()
+    fn(*args)
+    calls = max(1, int(budget / 5 / max(time.perf_counter() - start, 1e-6)))
+    rounds = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn(*args)
+        rounds.append((time.perf_counter() - start) / calls)
+    return sorted(rounds)[2]
+
+
+def worker(threads: int, only: set[str] | None, generic: bool) -> None:
+    os.environ["TVM_NUM_THREADS"] = str(threads)
+    import numpy as np
+    import tvm
+
+    from convc.ir.ops.conv import conv_reference
+    from convc.schedules.cpu.blocked import CANDIDATES, choose, pack, physical_shape, unpack
+    from convc.schedules.cpu.blocked.machine import MACHINE
+
+    target = tvm.target.Target({"kind": "llvm", "mcpu": tvm.target.codegen.llvm_get_system_cpu(),
+                                "num-cores": MACHINE.cores})
+    rng = np.random.default_rng(0)
+    for label, *shape in RESNET50:
+        p = _problem(*shape)
+        picked = choose(p)[0].name
+        x = rng.standard_normal(p.in_shape, dtype=np.float32)
+        w = rng.standard_normal(p.weight_shape, dtype=np.float32)
+        b = rng.standard_normal(p.out_channels, dtype=np.float32)
+        ref = conv_reference(p.attrs, x, w, b)
+        for kernel in CANDIDATES:
+            if kernel.decline(p) or (only and kernel.name not in only) or (kernel.name == "generic" and not generic):
+                continue
+            config = kernel.default_config(p)
+            build = kernel.build(p, config)
+            lib = tvm.compile(tvm.IRModule({"main": build.func}), target=target)
+            wp, bp = build.pack_weight(w, b)
+            out = tvm.runtime.tensor(np.zeros(physical_shape(p.out_shape, p.out_block), np.float32))
+            args = [tvm.runtime.tensor(a) for a in (pack(x, p.in_block), wp, bp)] + [out]
+            lib["main"](*args)
+            err = float(np.abs(unpack(out.numpy(), p.out_block) - ref).max() / (np.abs(ref).max() + 1e-9))
+            seconds = _time(lib["main"], args)
+            gflops = p.flops / seconds / 1e9
+            print(json.dumps({"label": label, "kernel": kernel.name, "picked": kernel.name == picked,
+                              "threads": threads, "ms": seconds * 1e3, "gflops": gflops,
+                              "peak_pct": 100 * gflops * 1e9 / (MACHINE.peak_flops_per_core * threads),
+                              "estimate_ms": kernel.estimate(p, config) * 1e3, "rel_err": err}), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--only", default="", help="comma-separated kernel names")
+    parser.add_argument("--generic", action="store_true", help="also time the (slow) generic kernel")
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    opts = parser.parse_args()
+    only = set(filter(None, opts.only.split(","))) or None
+    if opts.worker:
+        worker(opts.worker, only, opts.generic)
+        return
+    print(f"{'layer':<22}{'kernel':<10}{'thr':>4}{'ms':>9}{'GFLOP/s':>9}{'% peak':>8}{'est ms':>8}  pick")
+    for threads in opts.threads:
+        cmd = [sys.executable, __file__, "--worker", str(threads), "--only", opts.only]
+        cmd += ["--generic"] if opts.generic else []
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True,
+                                env={**os.environ, "TVM_NUM_THREADS": str(threads)})
+        for line in proc.stdout:
+            r = json.loads(line)
+            flag = "*" if r["picked"] else ""
+            bad = "" if r["rel_err"] < 1e-4 else f"  WRONG (rel err {r['rel_err']:.1e})"
+            print(f"{r['label']:<22}{r['kernel']:<10}{r['threads']:>4}{r['ms']:>9.3f}{r['gflops']:>9.1f}"
+                  f"{r['peak_pct']:>7.0f}%{r['estimate_ms']:>8.3f}  {flag}{bad}", flush=True)
+        if proc.wait():
+            raise SystemExit(f"worker for {threads} thread(s) failed with exit code {proc.returncode}")
+
+
+if __name__ == "__main__":
+    main()
