@@ -44,6 +44,15 @@ def test_output_is_only_an_input():
     check(b.build([x, x], ["a", "b"]))
 
 
+def test_scalar_and_bool_constants():
+    b = GraphBuilder("scalars")
+    x = b.add_input("x", TensorType((2, 3), F32))
+    two = b.constant(np.array(2.0, F32), "two")
+    mask = b.constant(np.array([True, False, True]), "mask")
+    y = b.emit1(Op.WHERE, [mask, b.emit1(Op.MUL, [x, two]), x])
+    check(b.build([y, two, mask], ["y", "two", "mask"]))
+
+
 def test_reshape_of_an_input_is_a_view_not_a_kernel():
     b = GraphBuilder("view")
     x = b.add_input("x", TensorType((2, 6), F32))

@@ -6,7 +6,7 @@ import tvm
 import convc
 from convc.errors import CodegenError
 from convc.ir import Graph
-from convc.lower.module import ModuleBuilder, first_line
+from convc.lower.module import ModuleBuilder, error_summary
 from convc.runtime import CompiledModel, Signature, TensorSpec
 
 
@@ -32,5 +32,5 @@ def build(graph: Graph, target: tvm.target.Target) -> CompiledModel:
                     for symbol, nodes in builder.symbols.items() if symbol in str(err)]
         raise CodegenError(f"TVM failed to compile graph {graph.name!r}"
                            + (f" in kernel {'; '.join(culprits)}" if culprits else "")
-                           + f": {first_line(err)}") from err
+                           + f": {error_summary(err)}") from err
     return CompiledModel(executable.mod, executable.export_library)

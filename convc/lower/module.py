@@ -52,7 +52,7 @@ class ModuleBuilder:
 
     def value(self, value: Value) -> relax.Expr:
         if value not in self.env:  # only constants are bound lazily
-            self.env[value] = relax.const(np.ascontiguousarray(self.graph.constants[value]))
+            self.env[value] = relax.const(np.require(self.graph.constants[value], requirements="C"))
         return self.env[value]
 
     def kernel(self, node: Node) -> _Kernel:
@@ -103,7 +103,7 @@ class ModuleBuilder:
                         raise
                     except Exception as err:
                         raise CodegenError(f"lowering node {node.name!r} ({node.op}) failed: "
-                                           f"{first_line(err)}") from err
+                                           f"{error_summary(err)}") from err
                 outputs = self.bb.emit_output(relax.Tuple([self.value(v) for v in self.graph.outputs]))
             self.bb.emit_func_output(outputs)
         with self.bb.function(SIGNATURE_FUNCTION, []):
@@ -124,6 +124,7 @@ def check_lowerable(node: Node) -> None:
                            "(the rewrite passes turn it into supported ops first)")
 
 
-def first_line(err: BaseException) -> str:
+def error_summary(err: BaseException) -> str:
+    """The last non-empty line of an error's text: where TVM states what went wrong."""
     lines = [line for line in str(err).strip().splitlines() if line.strip()]
     return lines[-1] if lines else type(err).__name__

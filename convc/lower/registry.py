@@ -23,7 +23,7 @@ class Tables:
         self.tensors: list[te.Tensor] = []
 
     def add(self, array: np.ndarray, name: str) -> te.Tensor:
-        array = np.ascontiguousarray(array)
+        array = np.require(array, requirements="C")
         tensor = te.placeholder(array.shape, array.dtype.name, f"{name}{len(self.arrays)}")
         self.arrays.append(array)
         self.tensors.append(tensor)
