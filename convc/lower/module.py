@@ -114,8 +114,11 @@ class ModuleBuilder:
 def node_outputs(result) -> tuple[te.Tensor, ...]:
     """A lowering's result as a tuple of output tensors, each computed (never a bare input)."""
     outs = result if isinstance(result, (tuple, list)) else (result,)
-    return tuple(te.compute(t.shape, lambda *i, t=t: t[i], name="copy")
-                 if isinstance(t.op, te.PlaceholderOp) else t for t in outs)
+    return tuple(_copy(t) if isinstance(t.op, te.PlaceholderOp) else t for t in outs)
+
+
+def _copy(tensor: te.Tensor) -> te.Tensor:
+    return te.compute(tensor.shape, lambda *i: tensor[i], name="copy")
 
 
 def check_lowerable(node: Node) -> None:
