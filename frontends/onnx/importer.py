@@ -97,9 +97,9 @@ def _input_type(value_info: onnx.ValueInfoProto, shapes: Mapping[str, Sequence[i
     tensor_type = value_info.type.tensor_type
     dtype = ir_dtype(tensor_type.elem_type, f"input {name!r}")
     if not tensor_type.HasField("shape"):
-        dims: list[int | str | None] = [None] * len(shapes.get(name, ()))
         if name not in shapes:
             raise _unknown_shape(name, "has no shape")
+        dims: list[int | str | None] = [None] * len(shapes[name])
     else:
         dims = [d.dim_value if d.WhichOneof("value") == "dim_value" else (d.dim_param or None)
                 for d in tensor_type.shape.dim]

@@ -48,6 +48,3 @@ def lookup(op_type: str, opset: int) -> ConverterFn | None:
             found = entry.fn
     return found
 
-
-def supported_op_types() -> list[str]:
-    return sorted(_TABLE)

@@ -18,7 +18,7 @@ def gemm(ctx: Context):
     when B is a weight), then the broadcast bias."""
     a, b, c = ctx.input(0), ctx.input(1), ctx.optional_input(2)
     alpha, beta = ctx.attrs.float("alpha", 1.0), ctx.attrs.float("beta", 1.0)
-    for value, flag in ((a, "transA"), (b, "transB")):
+    for value in (a, b):
         if value.type.rank != 2:
             raise ctx.malformed(f"operand {value.name!r} has shape {list(value.shape)}; Gemm needs matrices")
     if ctx.attrs.int("transA", 0):
