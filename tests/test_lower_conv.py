@@ -102,3 +102,11 @@ def test_conv_is_not_pathologically_slow():
     best = min(model.benchmark(x, repeat=5))
     gflops = 2 * 64 * 64 * 9 * 56 * 56 / best / 1e9
     assert gflops > 4, f"{gflops:.1f} GFLOP/s"
+
+
+@pytest.mark.parametrize("candidate,case", [(direct_conv, CASES[2]), (direct_conv_width, CASES[3])])
+def test_register_tile_is_parallel_vectorised_and_padding_free(candidate, case):
+    func, ctx, _ = _conv_func(*case)
+    text = candidate(func, ctx).mod["main"].script()
+    assert "T.parallel" in text and "T.vectorized" in text and "T.unroll" in text
+    assert 'T.sblock("pad")' not in text
