@@ -5,12 +5,13 @@ from typing import Callable
 
 from convc.ir import Graph, VerificationError, verify
 from convc.passes import (conv_transpose_to_conv, eliminate_dead_code, fc_to_conv, fold_batchnorm,
-                          fold_constants, fuse_epilogue, simplify)
+                          fold_constants, fuse_epilogue, simplify, subpixel)
 from convc.passes.base import Pass
 
 PIPELINE: tuple[Pass, ...] = (
     eliminate_dead_code.PASS,
     fold_constants.PASS,
+    subpixel.PASS,  # strided deconvs that pay for it; conv_transpose_to_conv takes the rest
     conv_transpose_to_conv.PASS,  # before fold_batchnorm, so a BN after a deconv folds into its conv
     fc_to_conv.PASS,
     fold_batchnorm.PASS,
