@@ -42,3 +42,16 @@ def resolve_target(spec: str = "llvm") -> tvm.target.Target:
     if builder is None:
         raise ConvcError(f"unknown target {spec!r}; supported: {', '.join(sorted(_KINDS))}")
     return tvm.target.Target(builder(option.strip()))
+
+
+# widest float32 SIMD register, in lanes, by the CPU feature that provides it
+_SIMD_LANES = (("avx512f", 16), ("avx", 8), ("sse2", 4), ("neon", 4))
+
+
+def channel_block(target: tvm.target.Target) -> int:
+    """The channel block of the blocked activation layout on ``target``: the float32 lanes
+    of its widest SIMD register (8 with AVX2), or 0 (plain layout) off the CPU."""
+    if target.kind.name != "llvm":
+        return 0
+    features = {str(f) for f in tvm.target.codegen.llvm_get_cpu_features(target)}
+    return next((lanes for feature, lanes in _SIMD_LANES if feature in features), 0)

@@ -8,6 +8,7 @@ from convc.errors import CodegenError
 from convc.ir import Graph
 from convc.lower.module import ModuleBuilder, error_summary
 from convc.runtime import CompiledModel, Signature, TensorSpec
+from convc.target import channel_block
 
 
 def signature_of(graph: Graph, target: tvm.target.Target) -> Signature:
@@ -23,7 +24,7 @@ def build(graph: Graph, target: tvm.target.Target) -> CompiledModel:
 
     Raises ``CodegenError`` naming the node (or kernel) when lowering or TVM fails.
     """
-    builder = ModuleBuilder(graph, target)
+    builder = ModuleBuilder(graph, target, channel_block(target))
     mod = builder.build(signature_of(graph, target))
     try:
         executable = tvm.compile(mod, target=target)

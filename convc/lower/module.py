@@ -1,10 +1,14 @@
 """A graph as a Relax module: one ``call_tir`` per node, weights as embedded constants.
 
-Each node is lowered to TE by its registered lowering, made into a PrimFunc, scheduled
-by the CPU schedule candidates and added once per distinct (op, attrs, input types):
-nodes that compute the same function share one kernel. Reshape is a Relax view. The
-module also gets ``convc_signature``, a function of no arguments returning the
-library's signature as JSON.
+Each activation has a layout from ``convc.layout.plan_layouts`` (plain, or blocked by
+the target's SIMD width). Convs with constant float32 weights compile to the blocked
+kernels of ``convc.schedules.cpu.blocked`` (weights packed here, at compile time);
+every other node is lowered to TE by its registered lowering, wrapped in layout views
+when it runs on blocked tensors, and scheduled by the CPU schedule candidates. A value
+needed in another layout than it has gets one transform kernel, shared by its readers.
+Kernels are added once per distinct (op, attrs, input types, layouts). Reshape is a
+Relax view. The module also gets ``convc_signature``, a function of no arguments
+returning the library's signature as JSON.
 """
 from __future__ import annotations
 
@@ -16,17 +20,21 @@ from tvm import relax, te
 
 from convc.errors import CodegenError, ConvcError
 from convc.ir import Graph, Node, Op, Value
+from convc.ir.ops.conv import split_conv_inputs
+from convc.layout import PLAIN, plan_layouts
+from convc.lower.layout import logical_view, store_blocked, stored_placeholder
 from convc.lower.registry import Tables, lowering_of
 from convc.runtime import SIGNATURE_FUNCTION, Signature
 from convc.schedules import cpu
 from convc.schedules.cpu import ScheduleContext
+from convc.schedules.cpu.blocked import ConvProblem, by_name, choose, pack_operand, physical_shape
 
 # target kind -> the scheduler of its kernels; "cuda" joins here with convc.schedules.cuda
 SCHEDULERS = {"llvm": cpu.schedule}
 
 
-def _relax_type(value: Value) -> relax.TensorType:
-    return relax.TensorType(value.shape, value.dtype)
+def _relax_type(value: Value, block: int = PLAIN) -> relax.TensorType:
+    return relax.TensorType(physical_shape(value.shape, block), value.dtype)
 
 
 class _Kernel:
@@ -35,64 +43,140 @@ class _Kernel:
     def __init__(self, gvar: relax.GlobalVar, tables: list[np.ndarray]):
         self.gvar = gvar
         self.tables = [relax.const(t) for t in tables]
+        self.packer = None  # blocked convs: packs the weight and bias for this kernel
 
 
 class ModuleBuilder:
     """Builds the Relax module of one graph (see the module docstring)."""
 
-    def __init__(self, graph: Graph, target: tvm.target.Target):
+    def __init__(self, graph: Graph, target: tvm.target.Target, block: int = PLAIN):
         if target.kind.name not in SCHEDULERS:
             raise CodegenError(f"no schedules for target kind {target.kind.name!r}")
         self.schedule = SCHEDULERS[target.kind.name]
         self.graph = graph
+        self.layouts = plan_layouts(graph, block)
         self.bb = relax.BlockBuilder()
-        self.env: dict[Value, relax.Expr] = {}
+        self.env: dict[tuple[Value, int], relax.Expr] = {}  # (value, layout) -> expression
         self.kernels: dict[Any, _Kernel] = {}
         self.symbols: dict[str, list[str]] = {}  # kernel symbol -> names of the nodes using it
 
-    def value(self, value: Value) -> relax.Expr:
-        if value not in self.env:  # only constants are bound lazily
-            self.env[value] = relax.const(np.require(self.graph.constants[value], requirements="C"))
-        return self.env[value]
+    # -- values --------------------------------------------------------------------
+    def value(self, value: Value, block: int = PLAIN) -> relax.Expr:
+        """``value`` in layout ``block``: constants packed here, activations transformed once."""
+        key = (value, block)
+        if key not in self.env:
+            if self.graph.is_constant(value):
+                array = self.graph.constants[value]
+                if block:
+                    array = pack_operand(array, value.shape, block)
+                self.env[key] = relax.const(np.require(array, requirements="C"))
+            else:
+                self.env[key] = self._transform(value, block)
+        return self.env[key]
 
-    def kernel(self, node: Node) -> _Kernel:
-        key = (node.op, node.attrs, tuple(v.type for v in node.inputs))
+    def _transform(self, value: Value, block: int) -> relax.Expr:
+        have = self.layouts[value]
+        source = stored_placeholder(value.shape, value.dtype, have, "x")
+        result = store_blocked(logical_view(source, value.shape, have), block)
+        func = self.schedule(te.create_prim_func([source, result]),
+                             ScheduleContext(Op.TRANSPOSE, None, value.dtype))
+        gvar = self._add_func(("layout", value.type, have, block), func, f"layout_{have}_to_{block}",
+                              value.name)
+        return self.bb.emit(relax.call_tir(gvar, [self.env[(value, have)]], _relax_type(value, block)))
+
+    def _add_func(self, key: Any, func: tvm.tirx.PrimFunc, name: str, user: str,
+                  tables: list[np.ndarray] = ()) -> relax.GlobalVar:
+        if key not in self.kernels:
+            symbol = f"{name}_{len(self.kernels)}"
+            gvar = self.bb.add_func(func.with_attr("global_symbol", symbol), symbol)
+            self.kernels[key] = _Kernel(gvar, list(tables))
+            self.symbols[symbol] = []
+        kernel = self.kernels[key]
+        self.symbols[kernel.gvar.name_hint].append(user)
+        return kernel.gvar
+
+    # -- nodes ---------------------------------------------------------------------
+    def kernel(self, node: Node, blocks: list[int], out_block: int) -> _Kernel:
+        key = (node.op, node.attrs, tuple(v.type for v in node.inputs), tuple(blocks), out_block)
         try:
             hash(key)
         except TypeError:  # unhashable attrs: a kernel of its own
             key = node
         if key not in self.kernels:
-            placeholders = [te.placeholder(v.shape, v.dtype, f"in{i}") for i, v in enumerate(node.inputs)]
+            stored = [stored_placeholder(v.shape, v.dtype, b, f"in{i}")
+                      for i, (v, b) in enumerate(zip(node.inputs, blocks))]
+            views = [logical_view(t, v.shape, b) for t, v, b in zip(stored, node.inputs, blocks)]
             tables = Tables()
-            outs = node_outputs(lowering_of(node.op)(node, placeholders, tables))
-            func = te.create_prim_func([*placeholders, *tables.tensors, *outs])
+            outs = node_outputs(lowering_of(node.op)(node, views, tables))
+            outs = tuple(store_blocked(t, out_block) for t in outs)
+            func = te.create_prim_func([*stored, *tables.tensors, *outs])
             func = self.schedule(func, ScheduleContext(node.op, node.attrs, node.outputs[0].dtype))
-            symbol = f"{node.op}_{len(self.kernels)}"
-            gvar = self.bb.add_func(func.with_attr("global_symbol", symbol), symbol)
-            self.kernels[key] = _Kernel(gvar, tables.arrays)
-            self.symbols[symbol] = []
-        kernel = self.kernels[key]
-        self.symbols[kernel.gvar.name_hint].append(node.name)
-        return kernel
+            self._add_func(key, func, str(node.op), node.name, tables.arrays)
+        else:
+            self.symbols[self.kernels[key].gvar.name_hint].append(node.name)
+        return self.kernels[key]
 
     def emit(self, node: Node) -> None:
-        args = [self.value(v) for v in node.inputs]
+        out_block = self.layouts[node.output]
         if node.op is Op.RESHAPE:
-            self.env[node.output] = self.bb.emit(relax.op.reshape(args[0], node.output.shape))
+            result = self.bb.emit(relax.op.reshape(self.value(node.inputs[0]), node.output.shape))
+            self.env[(node.output, PLAIN)] = result
             return
-        kernel = self.kernel(node)
-        types = [_relax_type(v) for v in node.outputs]
+        if node.op is Op.CONV and self._emit_blocked_conv(node, out_block):
+            return
+        # blocked activations stay blocked; constants and plain values are read logically
+        blocks = [PLAIN if self.graph.is_constant(v) else (out_block and self.layouts[v])
+                  for v in node.inputs]
+        kernel = self.kernel(node, blocks, out_block)
+        args = [self.value(v, b) for v, b in zip(node.inputs, blocks)]
+        types = [_relax_type(v, out_block) for v in node.outputs]
         call = relax.call_tir(kernel.gvar, [*args, *kernel.tables], types if len(types) > 1 else types[0])
         result = self.bb.emit(call)
         if len(node.outputs) == 1:
-            self.env[node.output] = result
+            self.env[(node.output, out_block)] = result
         else:
             for i, out in enumerate(node.outputs):
-                self.env[out] = self.bb.emit(relax.TupleGetItem(result, i))
+                self.env[(out, out_block)] = self.bb.emit(relax.TupleGetItem(result, i))
+
+    def _emit_blocked_conv(self, node: Node, out_block: int) -> bool:
+        """Emit ``node`` with a blocked conv kernel; False when none applies (then it is lowered
+        like any other node, in the plain layout)."""
+        (x, w, *bias), operands = split_conv_inputs(node.attrs, node.inputs)
+        if not all(self.graph.is_constant(v) for v in (w, *bias)):
+            return False
+        in_block = self.layouts[x]
+        problem = ConvProblem.from_node(node, in_block, out_block)
+        kernel, config = pick_conv_kernel(node, problem)
+        if kernel is None:
+            return False
+        key = ("conv", problem, kernel.name, config)
+        if key not in self.kernels:
+            built = kernel.build(problem, config)
+            self._add_func(key, built.func, f"conv_{kernel.name}", node.name)
+            self.kernels[key].packer = built.pack_weight
+        else:
+            self.symbols[self.kernels[key].gvar.name_hint].append(node.name)
+        packed_w, packed_b = self.kernels[key].packer(self.graph.constants[w],
+                                                      self.graph.constants[bias[0]] if bias else None)
+        args = [self.value(x, in_block), relax.const(np.require(packed_w, requirements="C"))]
+        if bias:
+            args.append(relax.const(np.require(packed_b, requirements="C")))
+        for operand in operands:
+            args.append(self._operand(operand, node.output, out_block))
+        call = relax.call_tir(self.kernels[key].gvar, args, _relax_type(node.output, out_block))
+        self.env[(node.output, out_block)] = self.bb.emit(call)
+        return True
+
+    def _operand(self, operand: Value, out: Value, block: int) -> relax.Expr:
+        """An epilogue operand in the physical form the blocked kernels read."""
+        if self.graph.is_constant(operand):
+            array = pack_operand(self.graph.constants[operand], out.shape, block)
+            return relax.const(np.require(array, requirements="C"))
+        return self.value(operand, block)
 
     def build(self, signature: Signature) -> tvm.IRModule:
         params = [relax.Var(v.name, _relax_type(v)) for v in self.graph.inputs]
-        self.env.update(zip(self.graph.inputs, params))
+        self.env.update(((v, PLAIN), p) for v, p in zip(self.graph.inputs, params))
         with self.bb.function("main", params):
             with self.bb.dataflow():
                 for node in self.graph.nodes:
@@ -109,6 +193,20 @@ class ModuleBuilder:
         with self.bb.function(SIGNATURE_FUNCTION, []):
             self.bb.emit_func_output(tvm.ir.StringImm(signature.to_json()))
         return self.bb.get()
+
+
+def pick_conv_kernel(node: Node, problem: ConvProblem):
+    """The blocked kernel and config for a conv: its ``algorithm`` if set, else the cost
+    model's choice; (None, None) when no blocked kernel computes it (e.g. float64)."""
+    algorithm = node.attrs.algorithm.value
+    if algorithm != "auto":
+        kernel = by_name(algorithm)
+        reason = kernel.decline(problem)
+        if reason is not None:
+            raise CodegenError(f"node {node.name!r}: schedule {algorithm!r} does not apply: {reason}")
+        return kernel, kernel.default_config(problem)
+    kernel, config, _ = choose(problem)
+    return kernel, config
 
 
 def node_outputs(result) -> tuple[te.Tensor, ...]:

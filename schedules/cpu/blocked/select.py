@@ -10,9 +10,10 @@ from convc.schedules.cpu.blocked.problem import ConvProblem
 Verdict = tuple[str, "float | str"]
 
 
-def choose(p: ConvProblem) -> tuple[Kernel, Any, list[Verdict]]:
+def choose(p: ConvProblem) -> tuple[Kernel | None, Any, list[Verdict]]:
     """The candidate with the lowest estimate (its default config), and for every
-    candidate its name with its estimate in seconds or the reason it declined."""
+    candidate its name with its estimate in seconds or the reason it declined.
+    (None, None, verdicts) when every candidate declines (e.g. a float64 conv)."""
     verdicts: list[Verdict] = []
     best: tuple[float, Kernel, Any] | None = None
     for kernel in CANDIDATES:
@@ -25,5 +26,6 @@ def choose(p: ConvProblem) -> tuple[Kernel, Any, list[Verdict]]:
         verdicts.append((kernel.name, seconds))
         if best is None or seconds < best[0]:
             best = (seconds, kernel, config)
-    assert best is not None, "generic applies to every conv"
+    if best is None:
+        return None, None, verdicts
     return best[1], best[2], verdicts

@@ -1,0 +1,110 @@
+"""The graph's channel layout: which activations live in the blocked NCHW[c] layout.
+
+The CPU backend stores a 4-D/5-D/3-D activation ``(N, C, *S)`` either plainly or blocked
+as ``(N, C/b, *S, b)`` with ``b`` the SIMD width, so that conv kernels read and write
+whole vectors of channels. One block is chosen for the whole graph. A conv whose output
+channels divide by ``b`` writes the blocked layout; ops that work per channel and
+position (activations, residual adds, pools, spatial reductions, channel concats,
+spatial resizes and pads) keep their input's layout; every other op reads plain
+tensors. So blocked values flow from conv to conv, and the only layout transforms sit
+where the network leaves the conv world (the input before the stem conv is read plain
+by the conv itself; the head's reshape or the graph outputs read plain copies).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from convc.ir import Graph, Node, Op, Value
+from convc.ir.ops.conv import split_conv_inputs
+from convc.ir.ops.elementwise import BINARY, COMPARISONS, LOGICAL, UNARY
+
+PLAIN = 0
+
+Layouts = dict[Value, int]
+
+
+def _blockable(value: Value, block: int) -> bool:
+    return value.type.rank >= 3 and value.shape[1] % block == 0 and value.dtype == "float32"
+
+
+def _operands_follow(graph: Graph, node: Node, layouts: Layouts, block: int, inputs) -> bool:
+    """Every non-constant input has the output's shape and is blocked; constants may broadcast."""
+    out = node.output
+    for value in inputs:
+        if graph.is_constant(value):
+            continue
+        if value.shape != out.shape or layouts.get(value, PLAIN) != block:
+            return False
+    return True
+
+
+def _conv(graph: Graph, node: Node, layouts: Layouts, block: int) -> int:
+    _, operands = split_conv_inputs(node.attrs, node.inputs)
+    if not _blockable(node.output, block):
+        return PLAIN
+    if any(not graph.is_constant(v) and v.shape != node.output.shape for v in operands):
+        return PLAIN
+    return block
+
+
+def _elementwise(graph: Graph, node: Node, layouts: Layouts, block: int) -> int:
+    if not _blockable(node.output, block):
+        return PLAIN
+    return block if _operands_follow(graph, node, layouts, block, node.inputs) else PLAIN
+
+
+def _first_input(graph: Graph, node: Node, layouts: Layouts, block: int) -> int:
+    return layouts.get(node.inputs[0], PLAIN) if _blockable(node.output, block) else PLAIN
+
+
+def _spatial_reduce(graph: Graph, node: Node, layouts: Layouts, block: int) -> int:
+    if node.attrs.keepdims and min(node.attrs.axes) >= 2:
+        return _first_input(graph, node, layouts, block)
+    return PLAIN
+
+
+def _concat(graph: Graph, node: Node, layouts: Layouts, block: int) -> int:
+    if node.attrs.axis != 1 or not _blockable(node.output, block):
+        return PLAIN
+    return block if all(layouts.get(v, PLAIN) == block for v in node.inputs) else PLAIN
+
+
+def _spatial_resize(graph: Graph, node: Node, layouts: Layouts, block: int) -> int:
+    same = node.output.shape[:2] == node.inputs[0].shape[:2]
+    return _first_input(graph, node, layouts, block) if same else PLAIN
+
+
+def _spatial_pad(graph: Graph, node: Node, layouts: Layouts, block: int) -> int:
+    a = node.attrs
+    if any(a.pads_begin[:2]) or any(a.pads_end[:2]):
+        return PLAIN
+    return _first_input(graph, node, layouts, block)
+
+
+Rule = Callable[[Graph, Node, Layouts, int], int]
+ELEMENTWISE_OPS = (set(UNARY) | set(BINARY)) - set(COMPARISONS) - set(LOGICAL) - {Op.CAST}
+RULES: dict[Op, Rule] = {
+    Op.CONV: _conv,
+    **{op: _elementwise for op in ELEMENTWISE_OPS},
+    Op.MAX_POOL: _first_input,
+    Op.AVG_POOL: _first_input,
+    **{op: _spatial_reduce for op in (Op.REDUCE_MEAN, Op.REDUCE_MAX, Op.REDUCE_MIN, Op.REDUCE_SUM)},
+    Op.CONCAT: _concat,
+    Op.RESIZE: _spatial_resize,
+    Op.PAD: _spatial_pad,
+}
+
+
+def plan_layouts(graph: Graph, block: int) -> Layouts:
+    """The layout (0 = plain, else the channel block) of every graph input and node output.
+
+    ``block`` 0 disables the blocked layout. Constants are not listed: the backend packs
+    them for each reader at compile time.
+    """
+    layouts: Layouts = {v: PLAIN for v in graph.inputs}
+    for node in graph.nodes:
+        rule = RULES.get(node.op)
+        chosen = rule(graph, node, layouts, block) if rule and block else PLAIN
+        for value in node.outputs:
+            layouts[value] = chosen if len(node.outputs) == 1 else PLAIN
+    return layouts
