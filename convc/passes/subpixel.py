@@ -123,16 +123,26 @@ class Plan:
     """The sub-pixel form of one transposed conv, and what it costs against zero insertion."""
 
     axes: tuple[AxisPlan, ...]
-    macs: int               # multiply-adds of the sub-pixel convs
-    zero_insertion_macs: int
+    kernel: tuple[int, ...]
+    macs_per_tap: int  # N * M * C/g: the multiply-adds of one kernel tap at one output position
+
+    def phases(self) -> list[tuple[AxisPhase | None, ...]]:
+        """Every n-d phase, row-major over the axes' phase indices; None on an axis: bias only."""
+        return list(itertools.product(*(axis.phases for axis in self.axes)))
 
     @property
     def single(self) -> bool:
         return all(axis.uniform for axis in self.axes)
 
-    def phases(self) -> list[tuple[AxisPhase | None, ...]]:
-        """Every n-d phase, row-major over the axes' phase indices."""
-        return list(itertools.product(*(axis.phases for axis in self.axes)))
+    @property
+    def macs(self) -> int:
+        """Multiply-adds of the sub-pixel convs."""
+        taps = sum(math.prod(p.taps for p in phase) for phase in self.phases() if None not in phase)
+        return self.macs_per_tap * math.prod(axis.rows for axis in self.axes) * taps
+
+    @property
+    def zero_insertion_macs(self) -> int:
+        return self.macs_per_tap * math.prod(axis.size for axis in self.axes) * math.prod(self.kernel)
 
     @property
     def profitable(self) -> bool:
@@ -140,15 +150,11 @@ class Plan:
 
 
 def plan(attrs: ConvTransposeAttrs, x_shape: tuple[int, ...], w_shape: tuple[int, ...]) -> Plan:
-    """The per-axis phases of ``conv_transpose(x, w)`` and both forms' multiply-add counts."""
+    """The per-axis phases of ``conv_transpose(x, w)`` (layouts as in ``convc.ir.ops.conv``)."""
     axes = tuple(axis_plan(*args) for args in zip(x_shape[2:], w_shape[2:], attrs.strides, attrs.dilations,
                                                   attrs.pads_begin, attrs.pads_end, attrs.output_padding))
-    c = x_shape[1]
-    per_output = x_shape[0] * w_shape[1] * attrs.groups * (c // attrs.groups)  # N * M * C/g
-    taps = sum(math.prod(p.taps for p in phase) for phase in itertools.product(*(a.phases for a in axes))
-               if None not in phase)
-    return Plan(axes, per_output * math.prod(a.rows for a in axes) * taps,
-                per_output * math.prod(a.size for a in axes) * math.prod(w_shape[2:]))
+    n, c, (_, mg, *ks) = x_shape[0], x_shape[1], w_shape
+    return Plan(axes, tuple(ks), n * mg * attrs.groups * (c // attrs.groups))
 
 
 def macs(item: Graph | Node) -> int:
@@ -164,11 +170,12 @@ class _Builder:
         self.ctx, self.plan = ctx, p
         self.emit = partial(ctx.emit, source=source)
         a: ConvTransposeAttrs = source.attrs
-        self.groups, self.dilations = a.groups, a.dilations
+        self.groups = a.groups
         self.n, self.m = a.ndim, source.output.shape[1]
         self.out = source.output.type
         self.rows = tuple(axis.rows for axis in p.axes)
         self.strides = tuple(axis.stride for axis in p.axes)
+        self._crops: dict[tuple, Value] = {}  # phases reading the same input range share its slice
 
     def _reshape(self, v: Value, shape: tuple[int, ...]) -> Value:
         return v if v.shape == shape else self.emit(Op.RESHAPE, [v], ReshapeAttrs(shape))
@@ -177,8 +184,12 @@ class _Builder:
         ranges = [p.crop(i) for p, i in zip(phase, x.shape[2:])]
         if all(start == 0 and stop == i for (start, stop), i in zip(ranges, x.shape[2:])):
             return x
-        starts, stops = zip(*ranges)
-        return self.emit(Op.SLICE, [x], SliceAttrs((0, 0, *starts), (*x.shape[:2], *stops), (1,) * x.type.rank))
+        key = tuple(ranges)
+        if key not in self._crops:
+            starts, stops = zip(*ranges)
+            attrs = SliceAttrs((0, 0, *starts), (*x.shape[:2], *stops), (1,) * x.type.rank)
+            self._crops[key] = self.emit(Op.SLICE, [x], attrs)
+        return self._crops[key]
 
     def _kernel(self, wf: Value, phase: tuple[AxisPhase, ...]) -> Value:
         m, cg = wf.shape[:2]
@@ -229,7 +240,7 @@ class _Builder:
         return self.emit(Op.BROADCAST_TO, [b], BroadcastToAttrs(self._block(1)), fold=False)
 
     def shuffle(self, y: Value) -> Value:
-        """(N, g, S, M/g, Q...) -> (N, M, O...): phase r of axis a lands on rows s_a*q + r."""
+        """(N, g, S, M/g, Q...) -> (N, M, O...): phase r of axis a lands on rows s_a*q + r - shift_a."""
         n, s = self.n, self.strides
         y = self._reshape(y, (*y.shape[:2], *s, *y.shape[3:]))
         perm = (0, 1, 2 + n, *itertools.chain.from_iterable((3 + n + a, 2 + a) for a in range(n)))
