@@ -12,10 +12,10 @@ from convc.errors import (CodegenError, ConvcError, InputError, LibraryError, Mo
 __version__ = "0.1.0"
 
 
-def compile(model, target="llvm", input_shapes=None, dump_ir=None):
+def compile(model, target="llvm", input_shapes=None, dump_ir=None, schedule=None):
     """Compile an ONNX model; see ``convc.compiler.compile``."""
     from convc.compiler import compile as _compile
-    return _compile(model, target=target, input_shapes=input_shapes, dump_ir=dump_ir)
+    return _compile(model, target=target, input_shapes=input_shapes, dump_ir=dump_ir, schedule=schedule)
 
 
 def load(path, device="cpu"):

@@ -34,7 +34,7 @@ def _print_ir(pass_name: str, graph) -> None:
 def cmd_compile(args: argparse.Namespace) -> int:
     import convc
     model = convc.compile(args.model, target=args.target, input_shapes=_input_shapes(args.input_shape),
-                          dump_ir=_print_ir if args.dump_ir else None)
+                          dump_ir=_print_ir if args.dump_ir else None, schedule=args.schedule)
     model.export_library(args.output)
     print(f"wrote {args.output}")
     return 0
@@ -81,15 +81,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from convc.compiler import lower_to_ir
-    from convc.inspect import format_table
-    print(format_table(lower_to_ir(args.model, _input_shapes(args.input_shape))))
+    from convc.compiler import plan_schedules
+    from convc.inspect import format_report
+    graph, decisions = plan_schedules(args.model, args.target, _input_shapes(args.input_shape), args.schedule)
+    print(format_report(graph, decisions))
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from convc.demo import run_demo
     return run_demo(Path(args.workdir))
+
+
+SCHEDULE_HELP = ("conv kernels: auto (the cost model; default), im2col, direct, 1x1, depthwise or generic "
+                 "for every conv, or per layer: conv1=direct,conv2=im2col")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,...",
                    help="fix a symbolic input shape; repeat per input")
     p.add_argument("--dump-ir", action="store_true", help="print the IR after import and after every pass")
+    p.add_argument("--schedule", metavar="SPEC", help=SCHEDULE_HELP)
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("run", help="run a compiled library on .npy inputs")
@@ -112,9 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bench", type=int, metavar="N", default=0, help="also time N runs")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("inspect", help="per-layer table: shapes, parameters, FLOPs, memory, rewrites")
+    p = sub.add_parser("inspect", help="per-layer table: shapes, parameters, FLOPs, memory, rewrites, schedules")
     p.add_argument("model")
     p.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,...")
+    p.add_argument("--target", default="llvm")
+    p.add_argument("--schedule", metavar="SPEC", help=SCHEDULE_HELP)
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("demo", help="compile and run a bundled example CNN, check it against onnxruntime")

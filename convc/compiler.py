@@ -12,8 +12,9 @@ from convc.ir import Graph, verify
 from convc.ir.types import FLOAT_DTYPES
 from convc.lower import build
 from convc.passes import run_pipeline
+from convc.passes.select_schedule import Decision, ScheduleRequest, select_schedules
 from convc.runtime import CompiledModel
-from convc.target import resolve_target
+from convc.target import channel_block, resolve_target
 
 ModelLike = str | os.PathLike | onnx.ModelProto
 DumpFn = Callable[[str, Graph], None]
@@ -40,15 +41,29 @@ def lower_to_ir(model: ModelLike, input_shapes: Mapping[str, Sequence[int]] | No
     return run_pipeline(graph, dump=dump_ir)
 
 
+def plan_schedules(model: ModelLike, target: str = "llvm",
+                   input_shapes: Mapping[str, Sequence[int]] | None = None, schedule: str | None = None,
+                   dump_ir: DumpFn | None = None) -> tuple[Graph, list[Decision]]:
+    """The rewritten graph with a kernel chosen for every conv, and the decisions."""
+    graph = lower_to_ir(model, input_shapes, dump_ir)
+    graph, decisions = select_schedules(graph, channel_block(resolve_target(target)),
+                                        ScheduleRequest.parse(schedule))
+    if dump_ir is not None:
+        dump_ir("select_schedule", graph)
+    return graph, decisions
+
+
 def compile(model: ModelLike, target: str = "llvm",
             input_shapes: Mapping[str, Sequence[int]] | None = None,
-            dump_ir: DumpFn | None = None) -> CompiledModel:
+            dump_ir: DumpFn | None = None, schedule: str | None = None) -> CompiledModel:
     """Compile an ONNX model (path or ModelProto) for ``target`` ("llvm" = this CPU).
 
     ``input_shapes`` fixes symbolic input dimensions (``{"input": (1, 3, 224, 224)}``).
     ``dump_ir(pass_name, graph)`` is called after the import and after every pass.
+    ``schedule`` overrides the cost model's kernel choice: "im2col", "direct", ... for
+    every conv, or "conv1=direct,conv2=im2col" per layer (see ``select_schedule``).
     Returns a ``CompiledModel``; its ``run`` takes and returns NumPy arrays (NCHW, as
     in the ONNX model) and ``export_library`` writes a self-contained shared library.
     """
-    graph = lower_to_ir(model, input_shapes, dump_ir)
+    graph, _ = plan_schedules(model, target, input_shapes, schedule, dump_ir)
     return build(graph, resolve_target(target))

@@ -1,10 +1,11 @@
-"""``convc inspect``: a per-layer table of the graph the backend compiles, with totals."""
+"""``convc inspect``: a per-layer table of the graph the backend compiles, with totals,
+and for every conv the kernel candidates, their cost estimates and the pick."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from convc.analysis import activation_memory, node_flops, node_params
-from convc.ir import Graph, Node
+from convc.ir import Graph, Node, Op
 
 
 @dataclass(frozen=True)
@@ -17,11 +18,12 @@ class LayerRow:
     activation_bytes: int
     source: str       # the model node it came from
     rewritten_by: str  # the passes that rewrote it, if any
+    schedule: str     # the conv kernel chosen ("" for other ops)
 
 
 def _split_origin(node: Node) -> tuple[str, str]:
     parts = [p.strip() for p in node.origin.split("|")] if node.origin else [""]
-    return parts[0], ", ".join(parts[1:])
+    return parts[0], ", ".join(dict.fromkeys(parts[1:]))  # each pass once, in order
 
 
 def layer_rows(graph: Graph) -> list[LayerRow]:
@@ -30,7 +32,8 @@ def layer_rows(graph: Graph) -> list[LayerRow]:
         source, passes = _split_origin(node)
         rows.append(LayerRow(node.name, str(node.op), "x".join(map(str, node.output.shape)),
                              node_params(graph, node), node_flops(node),
-                             sum(v.type.nbytes for v in node.outputs), source, passes))
+                             sum(v.type.nbytes for v in node.outputs), source, passes,
+                             node.attrs.algorithm.value if node.op is Op.CONV else ""))
     return rows
 
 
@@ -53,9 +56,9 @@ def _bytes(n: int) -> str:
 def format_table(graph: Graph) -> str:
     """The inspect report of an already rewritten graph."""
     rows = layer_rows(graph)
-    header = ("layer", "op", "output", "params", "FLOPs", "act. bytes", "from", "rewritten by")
+    header = ("layer", "op", "output", "params", "FLOPs", "act. bytes", "schedule", "from", "rewritten by")
     table = [header] + [(r.name, r.op, r.shape, _human(r.params), _human(r.flops), _bytes(r.activation_bytes),
-                         r.source, r.rewritten_by or "-") for r in rows]
+                         r.schedule or "-", r.source, r.rewritten_by or "-") for r in rows]
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
     lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -71,3 +74,22 @@ def format_table(graph: Graph) -> str:
         f"peak activations:  {_bytes(memory.peak_bytes)} with buffer reuse (after {memory.peak_after})",
     ]
     return "\n".join(lines)
+
+
+def _verdict(value: "float | str") -> str:
+    return f"{value * 1e6:.1f} us" if isinstance(value, float) else f"declines: {value}"
+
+
+def format_schedules(decisions) -> str:
+    """Per conv: every candidate's estimate (or why it declines), and the pick."""
+    lines = ["schedules (cost-model estimates with all cores):"]
+    for d in decisions:
+        note = f"  [{d.note}]" if d.note else ""
+        lines.append(f"  {d.node} ({d.source}): {d.picked}{note}")
+        lines += [f"      {name:<10} {_verdict(v)}" for name, v in d.verdicts]
+    return "\n".join(lines)
+
+
+def format_report(graph: Graph, decisions) -> str:
+    """The whole inspect report: layer table, totals, schedule decisions."""
+    return format_table(graph) + "\n\n" + format_schedules(decisions)

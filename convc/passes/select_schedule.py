@@ -1,0 +1,94 @@
+"""Choose the kernel (im2col, direct, 1x1, depthwise, generic) of every conv.
+
+The choice is the cost model's (``convc.schedules.cpu.blocked.choose``) unless the user
+overrides it, globally (``--schedule im2col``) or per layer (``--schedule conv1=direct``,
+by ONNX node name or IR node name). An override that does not apply to a layer is
+reported and the cost model's choice kept. The pick is stored in ``ConvAttrs.algorithm``
+(it never changes the result, only the code); the verdicts of every candidate are
+returned for ``convc inspect``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import Mapping
+
+from convc.errors import ConvcError
+from convc.ir import Graph, Node, Op
+from convc.ir.ops.conv import Algorithm, split_conv_inputs
+from convc.layout import plan_layouts
+from convc.schedules.cpu.blocked import CANDIDATES, ConvProblem, by_name, choose
+
+CHOICES = tuple(k.name for k in CANDIDATES)
+
+
+@dataclass(frozen=True)
+class ScheduleRequest:
+    """The user's override: one algorithm for every conv, and/or one per named layer."""
+
+    default: str | None = None
+    per_layer: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @staticmethod
+    def parse(spec: str | None) -> "ScheduleRequest":
+        """'auto', 'im2col', or 'conv1=direct,conv2=im2col' (a bare name sets the default)."""
+        default, per_layer = None, {}
+        for part in filter(None, (spec or "").split(",")):
+            layer, sep, name = part.rpartition("=")
+            if name not in CHOICES + ("auto",):
+                raise ConvcError(f"--schedule {part!r}: unknown schedule {name!r}; choose from "
+                                 f"auto, {', '.join(CHOICES)}")
+            if sep:
+                per_layer[layer] = name
+            else:
+                default = None if name == "auto" else name
+        return ScheduleRequest(default, per_layer)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What was picked for one conv, and why."""
+
+    node: str
+    source: str
+    picked: str
+    verdicts: tuple[tuple[str, "float | str"], ...]  # per candidate: estimate (s) or decline reason
+    note: str = ""
+
+
+def source_name(node: Node) -> str:
+    """The model's name for the layer a node came from ('conv1' of "onnx:Conv 'conv1' | ...")."""
+    match = re.search(r"'([^']*)'", node.origin)
+    return match.group(1) if match else node.name
+
+
+def select_schedules(graph: Graph, block: int,
+                     request: ScheduleRequest = ScheduleRequest()) -> tuple[Graph, list[Decision]]:
+    """``graph`` with every conv's ``algorithm`` set, and the decisions made."""
+    layouts = plan_layouts(graph, block)
+    nodes, decisions = [], []
+    for node in graph.nodes:
+        if node.op is not Op.CONV:
+            nodes.append(node)
+            continue
+        (x, w, *bias), _ = split_conv_inputs(node.attrs, node.inputs)
+        problem = ConvProblem.from_node(node, layouts[x], layouts[node.output])
+        model_pick, _, verdicts = choose(problem)
+        if model_pick is None or not all(graph.is_constant(v) for v in (w, *bias)):
+            decisions.append(Decision(node.name, source_name(node), "plain (no blocked kernel applies)",
+                                      tuple(verdicts)))
+            nodes.append(node)
+            continue
+        wanted = request.per_layer.get(source_name(node), request.per_layer.get(node.name, request.default))
+        picked, note = model_pick.name, ""
+        if wanted and wanted != picked:
+            reason = by_name(wanted).decline(problem)
+            if reason is None:
+                picked, note = wanted, "requested"
+            else:
+                note = f"requested {wanted}, which does not apply: {reason}"
+        decisions.append(Decision(node.name, source_name(node), picked, tuple(verdicts), note))
+        nodes.append(dataclasses.replace(node, attrs=dataclasses.replace(node.attrs,
+                                                                         algorithm=Algorithm(picked))))
+    return dataclasses.replace(graph, nodes=tuple(nodes), constants=dict(graph.constants)), decisions

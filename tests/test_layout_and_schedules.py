@@ -1,0 +1,73 @@
+"""The graph's layout plan, kernel selection and its overrides, end to end through compile."""
+import numpy as np
+import pytest
+
+import convc
+from convc import zoo
+from convc.compiler import lower_to_ir, plan_schedules
+from convc.errors import ConvcError
+from convc.ir import ConvAttrs, GraphBuilder, Op, TensorType
+from convc.ir.ops.normalization import SoftmaxAttrs
+from convc.layout import PLAIN, plan_layouts
+from convc.passes.select_schedule import ScheduleRequest
+from oracles import onnxruntime_outputs, relative_l2
+
+
+def test_resnet_activations_stay_blocked_from_stem_to_head():
+    graph = lower_to_ir(zoo.build("resnet_small"))
+    layouts = plan_layouts(graph, 8)
+    assert all(layouts[v] == PLAIN for v in graph.inputs)
+    body = [n for n in graph.nodes if n.op in (Op.CONV, Op.MAX_POOL, Op.REDUCE_MEAN) and n.output.shape[1] % 8 == 0]
+    assert body and all(layouts[n.output] == 8 for n in body)
+    assert layouts[graph.outputs[0]] == PLAIN
+
+
+def test_block_zero_means_plain_everywhere():
+    graph = lower_to_ir(zoo.build("resnet_small"))
+    assert set(plan_layouts(graph, 0).values()) == {PLAIN}
+
+
+def test_ops_outside_the_conv_world_read_plain_values():
+    b = GraphBuilder()
+    x = b.add_input("x", TensorType((1, 8, 4, 4), "float32"))
+    w = b.constant(np.ones((8, 8, 1, 1), np.float32), "w")
+    y = b.emit1(Op.CONV, [x, w], ConvAttrs((1, 1), (0, 0), (0, 0), (1, 1), 1))
+    s = b.emit1(Op.SOFTMAX, [y], SoftmaxAttrs(1))
+    layouts = plan_layouts(b.build([s]), 8)
+    assert layouts[y] == 8 and layouts[s] == PLAIN
+
+
+def test_cost_model_picks_per_shape():
+    _, decisions = plan_schedules(zoo.build("mobilenet_small"))
+    picked = {d.picked for d in decisions}
+    assert "depthwise" in picked and "1x1" in picked
+
+
+@pytest.mark.parametrize("spec", ["im2col", "direct", "generic"])
+def test_global_override_is_honoured_where_it_applies_and_still_correct(spec):
+    model = zoo.build("resnet_small")
+    graph, decisions = plan_schedules(model, schedule=spec)
+    for d in decisions:
+        applies = dict(d.verdicts)[spec]
+        assert (d.picked == spec) == isinstance(applies, float), d
+    inputs = zoo.random_inputs(model, seed=4)
+    (want,) = onnxruntime_outputs(model, inputs)
+    (got,) = convc.compile(model, schedule=spec).run(inputs)
+    assert relative_l2(got, want) <= 1e-4
+
+
+def test_per_layer_override_by_onnx_name():
+    graph, decisions = plan_schedules(zoo.build("resnet_small"), schedule="stem.conv=im2col")
+    by_source = {d.source: d for d in decisions}
+    assert by_source["stem.conv"].picked == "im2col" and by_source["stem.conv"].note == "requested"
+
+
+def test_override_that_does_not_apply_is_reported():
+    _, decisions = plan_schedules(zoo.build("resnet_small"), schedule="depthwise")
+    assert decisions and all(d.picked != "depthwise" and "does not apply" in d.note for d in decisions)
+
+
+@pytest.mark.parametrize("spec", ["winograd", "conv1=fft"])
+def test_unknown_schedule_is_a_clear_error(spec):
+    with pytest.raises(ConvcError, match="unknown schedule"):
+        ScheduleRequest.parse(spec)
