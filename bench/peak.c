@@ -1,5 +1,6 @@
-/* FP32 FMA peak of this machine: each thread runs independent AVX2 FMA chains.
- * Usage: peak THREADS SECONDS -> prints GFLOP/s summed over threads. */
+/* FP32 FMA peak of this machine: each thread runs independent FMA chains on the widest
+ * vectors the compiler targets (built with -march=native: AVX-512 where the CPU has it,
+ * else AVX2). Usage: peak THREADS SECONDS -> prints GFLOP/s summed over threads. */
 #include <immintrin.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -8,6 +9,20 @@
 
 #define CHAINS 12      /* enough independent accumulators to cover FMA latency x throughput */
 #define ITERS 1000000L
+
+#ifdef __AVX512F__
+typedef __m512 vec;
+#define LANES 16
+#define SET1 _mm512_set1_ps
+#define FMA _mm512_fmadd_ps
+#define STORE _mm512_storeu_ps
+#else
+typedef __m256 vec;
+#define LANES 8
+#define SET1 _mm256_set1_ps
+#define FMA _mm256_fmadd_ps
+#define STORE _mm256_storeu_ps
+#endif
 
 static double now(void) {
   struct timespec t;
@@ -19,19 +34,19 @@ typedef struct { double seconds; double flops; float sink; } job_t;
 
 static void *worker(void *arg) {
   job_t *job = arg;
-  __m256 acc[CHAINS];
-  const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
-  for (int i = 0; i < CHAINS; ++i) acc[i] = _mm256_set1_ps((float)i);
+  vec acc[CHAINS];
+  const vec a = SET1(0.999999f), b = SET1(1e-7f);
+  for (int i = 0; i < CHAINS; ++i) acc[i] = SET1((float)i);
   double start = now(), flops = 0;
   do {
     for (long it = 0; it < ITERS; ++it)
-      for (int i = 0; i < CHAINS; ++i) acc[i] = _mm256_fmadd_ps(acc[i], a, b);
-    flops += 2.0 * 8 * CHAINS * ITERS;
+      for (int i = 0; i < CHAINS; ++i) acc[i] = FMA(acc[i], a, b);
+    flops += 2.0 * LANES * CHAINS * ITERS;
   } while (now() - start < job->seconds);
   job->seconds = now() - start;
   job->flops = flops;
-  float out[8], s = 0;
-  for (int i = 0; i < CHAINS; ++i) { _mm256_storeu_ps(out, acc[i]); s += out[0]; }
+  float out[LANES], s = 0;
+  for (int i = 0; i < CHAINS; ++i) { STORE(out, acc[i]); s += out[0]; }
   job->sink = s;
   return NULL;
 }
