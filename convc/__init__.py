@@ -12,10 +12,11 @@ from convc.errors import (CodegenError, ConvcError, InputError, LibraryError, Mo
 __version__ = "0.1.0"
 
 
-def compile(model, target="llvm", input_shapes=None, dump_ir=None, schedule=None):
+def compile(model, target="llvm", input_shapes=None, dump_ir=None, schedule=None, disable_passes=()):
     """Compile an ONNX model; see ``convc.compiler.compile``."""
     from convc.compiler import compile as _compile
-    return _compile(model, target=target, input_shapes=input_shapes, dump_ir=dump_ir, schedule=schedule)
+    return _compile(model, target=target, input_shapes=input_shapes, dump_ir=dump_ir, schedule=schedule,
+                    disable_passes=disable_passes)
 
 
 def load(path, device="cpu"):

@@ -34,7 +34,8 @@ def _print_ir(pass_name: str, graph) -> None:
 def cmd_compile(args: argparse.Namespace) -> int:
     import convc
     model = convc.compile(args.model, target=args.target, input_shapes=_input_shapes(args.input_shape),
-                          dump_ir=_print_ir if args.dump_ir else None, schedule=args.schedule)
+                          dump_ir=_print_ir if args.dump_ir else None, schedule=args.schedule,
+                          disable_passes=args.disable_pass or ())
     model.export_library(args.output)
     print(f"wrote {args.output}")
     return 0
@@ -109,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fix a symbolic input shape; repeat per input")
     p.add_argument("--dump-ir", action="store_true", help="print the IR after import and after every pass")
     p.add_argument("--schedule", metavar="SPEC", help=SCHEDULE_HELP)
+    p.add_argument("--disable-pass", action="append", metavar="PASS",
+                   help="skip an optional rewrite (subpixel, fuse_epilogue, simplify); repeatable")
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("run", help="run a compiled library on .npy inputs")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Collection, Mapping, Sequence
 
 import onnx
 
@@ -31,21 +31,22 @@ def check_io_dtypes(graph: Graph) -> None:
 
 
 def lower_to_ir(model: ModelLike, input_shapes: Mapping[str, Sequence[int]] | None = None,
-                dump_ir: DumpFn | None = None) -> Graph:
+                dump_ir: DumpFn | None = None, disable_passes: Collection[str] = ()) -> Graph:
     """Import ``model`` and run the rewrite pipeline; the graph the backend will see."""
     graph = import_model(model, input_shapes)
     verify(graph)
     check_io_dtypes(graph)
     if dump_ir is not None:
         dump_ir("import", graph)
-    return run_pipeline(graph, dump=dump_ir)
+    return run_pipeline(graph, dump=dump_ir, disable=disable_passes)
 
 
 def plan_schedules(model: ModelLike, target: str = "llvm",
                    input_shapes: Mapping[str, Sequence[int]] | None = None, schedule: str | None = None,
-                   dump_ir: DumpFn | None = None) -> tuple[Graph, list[Decision]]:
+                   dump_ir: DumpFn | None = None,
+                   disable_passes: Collection[str] = ()) -> tuple[Graph, list[Decision]]:
     """The rewritten graph with a kernel chosen for every conv, and the decisions."""
-    graph = lower_to_ir(model, input_shapes, dump_ir)
+    graph = lower_to_ir(model, input_shapes, dump_ir, disable_passes)
     graph, decisions = select_schedules(graph, channel_block(resolve_target(target)),
                                         ScheduleRequest.parse(schedule))
     if dump_ir is not None:
@@ -55,15 +56,17 @@ def plan_schedules(model: ModelLike, target: str = "llvm",
 
 def compile(model: ModelLike, target: str = "llvm",
             input_shapes: Mapping[str, Sequence[int]] | None = None,
-            dump_ir: DumpFn | None = None, schedule: str | None = None) -> CompiledModel:
+            dump_ir: DumpFn | None = None, schedule: str | None = None,
+            disable_passes: Collection[str] = ()) -> CompiledModel:
     """Compile an ONNX model (path or ModelProto) for ``target`` ("llvm" = this CPU).
 
     ``input_shapes`` fixes symbolic input dimensions (``{"input": (1, 3, 224, 224)}``).
     ``dump_ir(pass_name, graph)`` is called after the import and after every pass.
     ``schedule`` overrides the cost model's kernel choice: "im2col", "direct", ... for
     every conv, or "conv1=direct,conv2=im2col" per layer (see ``select_schedule``).
+    ``disable_passes`` skips optional rewrites (e.g. {"subpixel"}: zero-insertion deconvs).
     Returns a ``CompiledModel``; its ``run`` takes and returns NumPy arrays (NCHW, as
     in the ONNX model) and ``export_library`` writes a self-contained shared library.
     """
-    graph, _ = plan_schedules(model, target, input_shapes, schedule, dump_ir)
+    graph, _ = plan_schedules(model, target, input_shapes, schedule, dump_ir, disable_passes)
     return build(graph, resolve_target(target))

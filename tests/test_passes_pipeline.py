@@ -83,3 +83,25 @@ def test_driver_rejects_a_rewrite_of_the_wrong_type():
     wrong = Rule("wrong", frozenset({Op.RELU}), lambda ctx, node: (ctx.constant(np.zeros(2, np.float32), "z"),), "")
     with pytest.raises(AssertionError, match="wrong|relu"):
         rewrite(graph, [wrong], "bad")
+
+
+def test_disabling_subpixel_keeps_zero_insertion_with_the_same_result():
+    from convc import zoo
+    from convc.frontends.onnx import import_model
+    from convc.ir import interpret
+    graph = import_model(zoo.build("dcgan_small"))
+    with_subpixel = run_pipeline(graph)
+    zero_insertion = run_pipeline(graph, disable={"subpixel"})
+    origins = lambda g: " ".join(n.origin for n in g.nodes)  # noqa: E731
+    assert "subpixel" in origins(with_subpixel) and "subpixel" not in origins(zero_insertion)
+    inputs = {"input": np.random.default_rng(0).standard_normal(graph.inputs[0].shape).astype(np.float32)}
+    for a, b in zip(interpret(with_subpixel, inputs), interpret(zero_insertion, inputs)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_required_passes_cannot_be_disabled():
+    from convc.errors import ConvcError
+    b = GraphBuilder()
+    x = b.add_input("x", TensorType((1, 2), "float32"))
+    with pytest.raises(ConvcError, match="conv_transpose_to_conv"):
+        run_pipeline(b.build([x]), disable={"conv_transpose_to_conv"})

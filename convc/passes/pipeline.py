@@ -1,7 +1,9 @@
 """The rewrite pipeline: one linear list of named passes, run top to bottom."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Collection
+
+from convc.errors import ConvcError
 
 from convc.ir import Graph, VerificationError, verify
 from convc.passes import (conv_transpose_to_conv, eliminate_dead_code, fc_to_conv, fold_batchnorm,
@@ -20,15 +22,28 @@ PIPELINE: tuple[Pass, ...] = (
 )
 
 
-def run_pipeline(graph: Graph, *, dump: Callable[[str, Graph], None] | None = None) -> Graph:
+# passes a user may turn off (the others are needed for the backend's invariant)
+OPTIONAL = frozenset({"subpixel", "fuse_epilogue", "simplify"})
+
+
+def run_pipeline(graph: Graph, *, dump: Callable[[str, Graph], None] | None = None,
+                 disable: Collection[str] = ()) -> Graph:
     """Run every pass of ``PIPELINE`` in order and return the rewritten graph.
+
+    ``disable`` names optional passes to skip (see ``OPTIONAL``; e.g. "subpixel" keeps
+    every transposed conv in the zero-insertion form).
 
     ``dump(pass_name, graph)`` is called after each pass (``convc compile --dump-ir``).
     Each result is verified; the last one also against the post-pipeline invariant
     (no conv_transpose, no batch_norm, no matmul with a constant operand). A failure
     raises ``VerificationError`` naming the pass.
     """
+    unknown = set(disable) - OPTIONAL
+    if unknown:
+        raise ConvcError(f"cannot disable pass(es) {sorted(unknown)}; optional passes: {sorted(OPTIONAL)}")
     for step in PIPELINE:
+        if step.name in disable:
+            continue
         graph = step.run(graph)
         try:
             verify(graph)
