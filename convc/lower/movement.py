@@ -1,6 +1,8 @@
-"""Data movement: transpose, broadcast, concat, slice (any step sign), pad (all modes), gather.
+"""Data movement: reshape, transpose, broadcast, concat, slice (any step sign), pad (all modes), gather.
 
-Reshape is not here: it becomes a Relax ``reshape`` (a view), see ``convc.lower.module``.
+A reshape is normally a Relax ``reshape`` (a view, see ``convc.lower.module``); its kernel
+here is for the shapes a Relax reshape misreads: a 0 in the new shape means "keep the
+input's dimension" to Relax, so a reshape to a zero-size shape needs a kernel.
 """
 from __future__ import annotations
 
@@ -12,6 +14,11 @@ from convc.ir import Node, Op
 from convc.ir.ops.movement import PadMode
 from convc.lower.broadcast import broadcast_read
 from convc.lower.registry import Tables, lowering
+
+
+@lowering(Op.RESHAPE)
+def _reshape(node: Node, inputs: Sequence[te.Tensor], tables: Tables) -> te.Tensor:
+    return topi.reshape(inputs[0], list(node.attrs.shape))
 
 
 @lowering(Op.TRANSPOSE)

@@ -44,5 +44,9 @@ def _reduce(node: Node, inputs: Sequence[te.Tensor], tables: Tables) -> te.Tenso
     count = 1
     for a in axes:
         count *= int(x.shape[a])
-    div = tirx.truncdiv if "int" in str(x.dtype) else (lambda s, c: s / c)
-    return te.compute(y.shape, lambda *i: div(y[i], tirx.const(max(count, 1), x.dtype)), name="mean")
+    integer = "int" in str(x.dtype)
+    if count == 0:  # the mean of nothing: NaN, as in NumPy (0 for integers, which have no NaN)
+        nothing = tirx.const(0 if integer else float("nan"), x.dtype)
+        return te.compute(y.shape, lambda *i: nothing, name="mean")
+    div = tirx.truncdiv if integer else (lambda s, c: s / c)
+    return te.compute(y.shape, lambda *i: div(y[i], tirx.const(count, x.dtype)), name="mean")

@@ -33,7 +33,7 @@ def _resize(node: Node, inputs: Sequence[te.Tensor], tables: Tables) -> te.Tenso
     (y,) = inputs
     for axis, size_in in enumerate(node.inputs[0].shape):
         table = axis_table(node.attrs, axis, size_in)
-        if table.is_identity():
+        if table.is_identity(size_in):
             continue
         index = tables.add(table.index.astype("int32"), "index")
         weight = tables.add(table.weight.astype(str(y.dtype)), "weight")

@@ -47,6 +47,14 @@ def loop_extent(sch: s_tir.Schedule, loop) -> int:
     return int(sch.get(loop).extent)
 
 
+def is_empty(sch: s_tir.Schedule, block) -> bool:
+    """Whether ``block`` never runs: one of its loops has extent 0 (a zero-size tensor).
+
+    Such a block needs no schedule, and fusing or splitting its loops divides by zero.
+    """
+    return any(loop_extent(sch, loop) == 0 for loop in sch.get_loops(block))
+
+
 def inline_producers(sch: s_tir.Schedule) -> None:
     """Inline every spatial block that is not an output (padding, casts, elementwise prologues)."""
     outputs = {sch.get(b).name_hint for b in sch.get_output_blocks("root")}

@@ -3,15 +3,24 @@ from __future__ import annotations
 
 from tvm import s_tir, tirx
 
-from convc.schedules.cpu.common import loop_extent
+from convc.schedules.cpu.common import is_empty, loop_extent
 
 
 def schedule_reduction(sch: s_tir.Schedule, block) -> None:
-    """Fuse the leading spatial loops of ``block`` and run them in parallel."""
+    """Fuse the leading spatial loops of ``block`` and run them in parallel.
+
+    A reduction over an empty axis only gets its init hoisted out of the reduction loops:
+    TE runs the init on the first reduction iteration, and an empty axis has none, so
+    the output (the reducer's identity: 0 for a sum, 1 for a product) would never be written.
+    """
     loops = sch.get_loops(block)
     kinds = [int(iv.iter_type) for iv in sch.get(block).iter_vars]
     n_spatial = kinds.index(tirx.IterVar.CommReduce) if tirx.IterVar.CommReduce in kinds else len(kinds)
-    spatial = loops[:n_spatial]
+    spatial, reduced = loops[:n_spatial], loops[n_spatial:]
+    if is_empty(sch, block):
+        if reduced and not any(loop_extent(sch, loop) == 0 for loop in spatial):
+            sch.decompose_reduction(block, reduced[0])
+        return
     if not spatial:
         return
     fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0]
