@@ -2,10 +2,12 @@
 
     python bench/kernels.py [--threads 1 2] [--only direct,im2col] [--generic]
 
-Batch 1, float32, blocked layout (block 8; the stem reads the plain 3-channel input).
+Batch 1, float32, the host's blocked layout (``convc.target.channel_block``: 16 with
+AVX-512, 8 with AVX2; the stem reads the plain 3-channel input), plus the FC heads of
+ResNet-50/18 as 1x1 convs on a 1x1 map and two MobileNetV2 depthwise layers.
 Each thread count runs in its own subprocess (TVM_NUM_THREADS is read at import).
-Prints GFLOP/s and the fraction of the FMA peak the cost model assumes (per thread used).
-Every kernel's output is checked against ``conv_reference`` before it is timed.
+Prints GFLOP/s and the fraction of the host's FMA peak (``Machine.from_target``, per
+thread used). Every kernel's output is checked against ``conv_reference`` before it is timed.
 """
 from __future__ import annotations
 
@@ -16,71 +18,77 @@ import subprocess
 import sys
 import time
 
-# (label, in, out, spatial, kernel, stride, pad, in_block)
-RESNET50 = [
-    ("stem 7x7/2", 3, 64, 224, 7, 2, 3, 0),
-    ("l1 1x1 64>64", 64, 64, 56, 1, 1, 0, 8),
-    ("l1 3x3 64", 64, 64, 56, 3, 1, 1, 8),
-    ("l1 1x1 64>256", 64, 256, 56, 1, 1, 0, 8),
-    ("l1 1x1 256>64", 256, 64, 56, 1, 1, 0, 8),
-    ("l2 1x1 256>128", 256, 128, 56, 1, 1, 0, 8),
-    ("l2 3x3/2 128", 128, 128, 56, 3, 2, 1, 8),
-    ("l2 1x1/2 256>512", 256, 512, 56, 1, 2, 0, 8),
-    ("l2 1x1 128>512", 128, 512, 28, 1, 1, 0, 8),
-    ("l2 1x1 512>128", 512, 128, 28, 1, 1, 0, 8),
-    ("l2 3x3 128", 128, 128, 28, 3, 1, 1, 8),
-    ("l3 1x1 512>256", 512, 256, 28, 1, 1, 0, 8),
-    ("l3 3x3/2 256", 256, 256, 28, 3, 2, 1, 8),
-    ("l3 1x1/2 512>1024", 512, 1024, 28, 1, 2, 0, 8),
-    ("l3 1x1 256>1024", 256, 1024, 14, 1, 1, 0, 8),
-    ("l3 1x1 1024>256", 1024, 256, 14, 1, 1, 0, 8),
-    ("l3 3x3 256", 256, 256, 14, 3, 1, 1, 8),
-    ("l4 1x1 1024>512", 1024, 512, 14, 1, 1, 0, 8),
-    ("l4 3x3/2 512", 512, 512, 14, 3, 2, 1, 8),
-    ("l4 1x1/2 1024>2048", 1024, 2048, 14, 1, 2, 0, 8),
-    ("l4 1x1 512>2048", 512, 2048, 7, 1, 1, 0, 8),
-    ("l4 1x1 2048>512", 2048, 512, 7, 1, 1, 0, 8),
-    ("l4 3x3 512", 512, 512, 7, 3, 1, 1, 8),
-    ("fc as 1x1 2048>1000", 2048, 1000, 1, 1, 1, 0, 8),
+# (label, in, out, spatial, kernel, stride, pad, groups, plain input)
+LAYERS = [
+    ("stem 7x7/2", 3, 64, 224, 7, 2, 3, 1, True),
+    ("l1 1x1 64>64", 64, 64, 56, 1, 1, 0, 1, False),
+    ("l1 3x3 64", 64, 64, 56, 3, 1, 1, 1, False),
+    ("l1 1x1 64>256", 64, 256, 56, 1, 1, 0, 1, False),
+    ("l1 1x1 256>64", 256, 64, 56, 1, 1, 0, 1, False),
+    ("l2 1x1 256>128", 256, 128, 56, 1, 1, 0, 1, False),
+    ("l2 3x3/2 128", 128, 128, 56, 3, 2, 1, 1, False),
+    ("l2 1x1/2 256>512", 256, 512, 56, 1, 2, 0, 1, False),
+    ("l2 1x1 128>512", 128, 512, 28, 1, 1, 0, 1, False),
+    ("l2 1x1 512>128", 512, 128, 28, 1, 1, 0, 1, False),
+    ("l2 3x3 128", 128, 128, 28, 3, 1, 1, 1, False),
+    ("l3 1x1 512>256", 512, 256, 28, 1, 1, 0, 1, False),
+    ("l3 3x3/2 256", 256, 256, 28, 3, 2, 1, 1, False),
+    ("l3 1x1/2 512>1024", 512, 1024, 28, 1, 2, 0, 1, False),
+    ("l3 1x1 256>1024", 256, 1024, 14, 1, 1, 0, 1, False),
+    ("l3 1x1 1024>256", 1024, 256, 14, 1, 1, 0, 1, False),
+    ("l3 3x3 256", 256, 256, 14, 3, 1, 1, 1, False),
+    ("l4 1x1 1024>512", 1024, 512, 14, 1, 1, 0, 1, False),
+    ("l4 3x3/2 512", 512, 512, 14, 3, 2, 1, 1, False),
+    ("l4 1x1/2 1024>2048", 1024, 2048, 14, 1, 2, 0, 1, False),
+    ("l4 1x1 512>2048", 512, 2048, 7, 1, 1, 0, 1, False),
+    ("l4 1x1 2048>512", 2048, 512, 7, 1, 1, 0, 1, False),
+    ("l4 3x3 512", 512, 512, 7, 3, 1, 1, 1, False),
+    ("fc as 1x1 2048>1000", 2048, 1000, 1, 1, 1, 0, 1, False),
+    ("fc as 1x1 512>1000", 512, 1000, 1, 1, 1, 0, 1, False),
+    ("mbv2 dw 3x3 96/2", 96, 96, 112, 3, 2, 1, 96, False),
+    ("mbv2 dw 3x3 192", 192, 192, 28, 3, 1, 1, 192, False),
 ]
 
 
-def _problem(c, m, size, k, s, pad, ib):
+def _problem(block, c, m, size, k, s, pad, g, plain_input):
     from convc.schedules.cpu.blocked import ConvProblem
-    return ConvProblem(1, c, m, 1, (size, size), (k, k), (s, s), (pad, pad), (pad, pad), (1, 1), ib, 8,
-                       has_bias=True)
+    return ConvProblem(1, c, m, g, (size, size), (k, k), (s, s), (pad, pad), (pad, pad), (1, 1),
+                       0 if plain_input else block, block if m % block == 0 else 0, has_bias=True)
 
 
-def _time(fn, args, budget: float = 0.3) -> float:
-    """Median seconds per call over 5 rounds, after a warm-up."""
+def _time(fn, args, budget: float = 0.4, rounds: int = 10) -> float:
+    """Seconds per call: the fastest of ``rounds`` rounds after a warm-up (the machine is
+    shared, and other processes only ever slow a round down)."""
     fn(*args)
     start = time.perf_counter()
     fn(*args)
-    calls = max(1, int(budget / 5 / max(time.perf_counter() - start, 1e-6)))
-    rounds = []
-    for _ in range(5):
+    calls = max(1, int(budget / rounds / max(time.perf_counter() - start, 1e-6)))
+    times = []
+    for _ in range(rounds):
         start = time.perf_counter()
         for _ in range(calls):
             fn(*args)
-        rounds.append((time.perf_counter() - start) / calls)
-    return sorted(rounds)[2]
+        times.append((time.perf_counter() - start) / calls)
+    return min(times)
 
 
-def worker(threads: int, only: set[str] | None, generic: bool) -> None:
+def worker(threads: int, only: set[str] | None, generic: bool, block: int | None) -> None:
     os.environ["TVM_NUM_THREADS"] = str(threads)
     import numpy as np
     import tvm
 
     from convc.ir.ops.conv import conv_reference
     from convc.schedules.cpu.blocked import CANDIDATES, choose, pack, physical_shape, unpack
-    from convc.schedules.cpu.blocked.machine import MACHINE
+    from convc.schedules.cpu.blocked.machine import Machine
+    from convc.target import channel_block, resolve_target
 
-    target = tvm.target.Target({"kind": "llvm", "mcpu": tvm.target.codegen.llvm_get_system_cpu(),
-                                "num-cores": MACHINE.cores})
+    target = resolve_target("llvm")
+    machine = Machine.from_target(target)
+    block = channel_block(target) if block is None else block
     rng = np.random.default_rng(0)
-    for label, *shape in RESNET50:
-        p = _problem(*shape)
-        picked = choose(p)[0].name
+    for label, *shape in LAYERS:
+        p = _problem(block, *shape)
+        picked = choose(p, machine)[0].name
         x = rng.standard_normal(p.in_shape, dtype=np.float32)
         w = rng.standard_normal(p.weight_shape, dtype=np.float32)
         b = rng.standard_normal(p.out_channels, dtype=np.float32)
@@ -88,7 +96,7 @@ def worker(threads: int, only: set[str] | None, generic: bool) -> None:
         for kernel in CANDIDATES:
             if kernel.decline(p) or (only and kernel.name not in only) or (kernel.name == "generic" and not generic):
                 continue
-            config = kernel.default_config(p)
+            config = kernel.default_config(p, machine)
             build = kernel.build(p, config)
             lib = tvm.compile(tvm.IRModule({"main": build.func}), target=target)
             wp, bp = build.pack_weight(w, b)
@@ -98,10 +106,11 @@ def worker(threads: int, only: set[str] | None, generic: bool) -> None:
             err = float(np.abs(unpack(out.numpy(), p.out_block) - ref).max() / (np.abs(ref).max() + 1e-9))
             seconds = _time(lib["main"], args)
             gflops = p.flops / seconds / 1e9
-            print(json.dumps({"label": label, "kernel": kernel.name, "picked": kernel.name == picked,
+            print(json.dumps({"label": label, "block": block, "kernel": kernel.name, "picked": kernel.name == picked,
                               "threads": threads, "ms": seconds * 1e3, "gflops": gflops,
-                              "peak_pct": 100 * gflops * 1e9 / (MACHINE.peak_flops_per_core * threads),
-                              "estimate_ms": kernel.estimate(p, config) * 1e3, "rel_err": err}), flush=True)
+                              "peak_pct": 100 * gflops * 1e9 / (machine.peak_flops_per_core * threads),
+                              "estimate_ms": kernel.estimate(p, config, machine) * 1e3, "rel_err": err}),
+                  flush=True)
 
 
 def main() -> None:
@@ -109,23 +118,25 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--only", default="", help="comma-separated kernel names")
     parser.add_argument("--generic", action="store_true", help="also time the (slow) generic kernel")
+    parser.add_argument("--block", type=int, help="channel block (default: the host's channel_block)")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     opts = parser.parse_args()
     only = set(filter(None, opts.only.split(","))) or None
     if opts.worker:
-        worker(opts.worker, only, opts.generic)
+        worker(opts.worker, only, opts.generic, opts.block)
         return
-    print(f"{'layer':<22}{'kernel':<10}{'thr':>4}{'ms':>9}{'GFLOP/s':>9}{'% peak':>8}{'est ms':>8}  pick")
+    print(f"{'layer':<22}{'blk':>4} {'kernel':<10}{'thr':>4}{'ms':>9}{'GFLOP/s':>9}{'% peak':>8}{'est ms':>8}  pick")
     for threads in opts.threads:
         cmd = [sys.executable, __file__, "--worker", str(threads), "--only", opts.only]
         cmd += ["--generic"] if opts.generic else []
+        cmd += ["--block", str(opts.block)] if opts.block is not None else []
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True,
                                 env={**os.environ, "TVM_NUM_THREADS": str(threads)})
         for line in proc.stdout:
             r = json.loads(line)
             flag = "*" if r["picked"] else ""
             bad = "" if r["rel_err"] < 1e-4 else f"  WRONG (rel err {r['rel_err']:.1e})"
-            print(f"{r['label']:<22}{r['kernel']:<10}{r['threads']:>4}{r['ms']:>9.3f}{r['gflops']:>9.1f}"
+            print(f"{r['label']:<22}{r['block']:>4} {r['kernel']:<10}{r['threads']:>4}{r['ms']:>9.3f}{r['gflops']:>9.1f}"
                   f"{r['peak_pct']:>7.0f}%{r['estimate_ms']:>8.3f}  {flag}{bad}", flush=True)
         if proc.wait():
             raise SystemExit(f"worker for {threads} thread(s) failed with exit code {proc.returncode}")

@@ -14,6 +14,7 @@ from tvm import s_tir, te
 from convc.schedules.cpu.blocked import stages
 from convc.schedules.cpu.blocked.kernel import Kernel, KernelBuild, mark_scheduled
 from convc.schedules.cpu.blocked.layout import Channel
+from convc.schedules.cpu.blocked.machine import Machine
 from convc.schedules.cpu.blocked.problem import ConvProblem
 from convc.schedules.cpu.blocked.tiled import best_reg_n, pad_bytes
 
@@ -36,15 +37,15 @@ class Depthwise(Kernel):
             return f"needs the same blocked layout in and out (blocks {p.in_block}, {p.out_block})"
         return None
 
-    def default_config(self, p: ConvProblem) -> DepthwiseConfig:
+    def _default_config(self, p: ConvProblem, machine: Machine) -> DepthwiseConfig:
         return DepthwiseConfig(best_reg_n(p.out_size[-1], 8))
 
-    def space(self, p: ConvProblem) -> list[DepthwiseConfig]:
-        default = self.default_config(p)
+    def _space(self, p: ConvProblem, machine: Machine) -> list[DepthwiseConfig]:
+        default = self._default_config(p, machine)
         return [default] + [DepthwiseConfig(r) for r in range(1, 15) if r != default.reg_n]
 
-    def _utilisation(self, p: ConvProblem, config: DepthwiseConfig) -> float:
-        return min(1.0, p.out_block / 8)
+    def _utilisation(self, p: ConvProblem, config: DepthwiseConfig, machine: Machine) -> float:
+        return min(1.0, p.out_block / machine.lanes)
 
     def _extra_bytes(self, p: ConvProblem, config: DepthwiseConfig) -> float:
         return pad_bytes(p)

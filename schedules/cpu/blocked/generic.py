@@ -13,6 +13,7 @@ from tvm import s_tir, te
 from convc.schedules.cpu.blocked import stages
 from convc.schedules.cpu.blocked.kernel import Kernel, KernelBuild, mark_scheduled
 from convc.schedules.cpu.blocked.layout import Channel
+from convc.schedules.cpu.blocked.machine import Machine
 from convc.schedules.cpu.blocked.problem import ConvProblem
 from convc.schedules.cpu.blocked.tiled import pad_bytes
 
@@ -29,10 +30,10 @@ class Generic(Kernel):
     def _decline(self, p: ConvProblem) -> str | None:
         return None
 
-    def default_config(self, p: ConvProblem) -> GenericConfig:
+    def _default_config(self, p: ConvProblem, machine: Machine) -> GenericConfig:
         return GenericConfig()
 
-    def space(self, p: ConvProblem) -> list[GenericConfig]:
+    def _space(self, p: ConvProblem, machine: Machine) -> list[GenericConfig]:
         return [GenericConfig()]
 
     def _extra_bytes(self, p: ConvProblem, config: GenericConfig) -> float:

@@ -17,6 +17,7 @@ from tvm import s_tir, te, tirx
 from convc.schedules.cpu.blocked import stages, tiled
 from convc.schedules.cpu.blocked.kernel import Kernel, KernelBuild, mark_scheduled
 from convc.schedules.cpu.blocked.layout import Channel, load
+from convc.schedules.cpu.blocked.machine import Machine
 from convc.schedules.cpu.blocked.problem import ConvProblem
 
 
@@ -41,28 +42,35 @@ class Im2col(Kernel):
             return "a plain 1x1 conv needs no patches"
         return tiled.tiled_decline(p)
 
-    def default_config(self, p: ConvProblem) -> Im2colConfig:
-        t = tiled.tile_config(p, 16)
+    def _default_config(self, p: ConvProblem, machine: Machine) -> Im2colConfig:
+        t = tiled.tile_config(p, machine)
         width = p.out_size[-1]
         rows = max(1, min(4, -(-width // t.reg_n)))
         return Im2colConfig(t.vec_block, t.oc_tile, t.reg_n, rows)
 
-    def space(self, p: ConvProblem) -> list[Im2colConfig]:
-        default = self.default_config(p)
+    def _space(self, p: ConvProblem, machine: Machine) -> list[Im2colConfig]:
+        default = self._default_config(p, machine)
         configs = [Im2colConfig(t.vec_block, t.oc_tile, t.reg_n, rows)
-                   for t in tiled.tile_space(p, tiled.tile_config(p, 16)) if t.oc_outer
-                   for rows in (1, 2, 4, 8)]
+                   for t in tiled.tile_space(p, machine) if t.oc_outer for rows in (1, 2, 4, 8)]
         return [default] + [c for c in configs if c != default]
 
-    def _utilisation(self, p: ConvProblem, config: Im2colConfig) -> float:
-        return tiled.utilisation(p, tiled.TileConfig(config.vec_block, config.oc_tile, config.reg_n))
+    def _utilisation(self, p: ConvProblem, config: Im2colConfig, machine: Machine) -> float:
+        return tiled.utilisation(p, tiled.TileConfig(config.vec_block, config.oc_tile, config.reg_n),
+                                 machine)
 
     def _extra_bytes(self, p: ConvProblem, config: Im2colConfig) -> float:
-        """The patch matrix written and read once per tile; it spills out of L2 when large."""
+        """The patch matrix written and read once per tile (it spills out of L2 when large),
+        and the whole weight streamed once per patch tile when it does not stay in L2 (every
+        patch tile meets every output channel)."""
         row = 4 * p.in_channels * p.taps
         patch_tile = row * config.reg_n * config.row_tiles
         spill = 1.0 if patch_tile > 512 * 1024 else 0.25
-        return spill * 2 * row * p.batch * int(np.prod(p.out_size))
+        patches = spill * 2 * row * p.batch * int(np.prod(p.out_size))
+        weight = 4 * p.out_channels * p.in_channels * p.taps
+        if weight <= 1 << 20:
+            return patches
+        tiles = p.batch * int(np.prod(p.out_size[:-1])) * -(-p.out_size[-1] // (config.reg_n * config.row_tiles))
+        return patches + weight * (tiles - 1)
 
     def build(self, p: ConvProblem, config: Im2colConfig) -> KernelBuild:
         n_sp, vb, tile = p.ndim, config.vec_block, config.oc_tile

@@ -16,7 +16,7 @@ import numpy as np
 from tvm import tirx
 
 from convc.schedules.cpu.blocked.epilogue import unsupported_step
-from convc.schedules.cpu.blocked.machine import MACHINE, Machine
+from convc.schedules.cpu.blocked.machine import Machine, host_machine
 from convc.schedules.cpu.blocked.problem import ConvProblem
 
 WeightPacker = Callable[[np.ndarray, "np.ndarray | None"], "tuple[np.ndarray, np.ndarray | None]"]
@@ -45,26 +45,35 @@ class Kernel(abc.ABC):
     @abc.abstractmethod
     def _decline(self, p: ConvProblem) -> str | None: ...
 
-    @abc.abstractmethod
-    def default_config(self, p: ConvProblem) -> Any:
-        """The knobs chosen by simple rules (no measurement)."""
+    def default_config(self, p: ConvProblem, machine: Machine | None = None) -> Any:
+        """The knobs chosen by simple rules for ``machine`` (default: the host), no measurement."""
+        return self._default_config(p, machine or host_machine())
+
+    def space(self, p: ConvProblem, machine: Machine | None = None) -> list[Any]:
+        """Every config worth measuring on ``machine`` (default: the host), the default first."""
+        return self._space(p, machine or host_machine())
 
     @abc.abstractmethod
-    def space(self, p: ConvProblem) -> list[Any]:
-        """Every config worth measuring, the default first."""
+    def _default_config(self, p: ConvProblem, machine: Machine) -> Any: ...
+
+    @abc.abstractmethod
+    def _space(self, p: ConvProblem, machine: Machine) -> list[Any]: ...
 
     @abc.abstractmethod
     def build(self, p: ConvProblem, config: Any) -> KernelBuild:
         """The scheduled PrimFunc (marked ``tirx.is_scheduled``) and its weight packer."""
 
-    def estimate(self, p: ConvProblem, config: Any, machine: Machine = MACHINE) -> float:
-        """Seconds on ``machine`` with all its cores: compute at this kernel's efficiency
-        plus the memory traffic it adds (padding and patch copies)."""
-        compute = p.flops / (machine.peak * self.efficiency * self._utilisation(p, config))
-        return compute + self._extra_bytes(p, config) / machine.bandwidth + machine.call_overhead
+    def estimate(self, p: ConvProblem, config: Any, machine: Machine | None = None) -> float:
+        """Seconds on ``machine`` (default: the host) with all its cores: compute at this
+        kernel's efficiency, or the weight stream when that takes longer (a conv on a tiny
+        map is a matrix-vector product), plus the memory traffic it adds (padding, patches)."""
+        m = machine or host_machine()
+        compute = p.flops / (m.peak * self.efficiency * self._utilisation(p, config, m))
+        weights = 4 * p.out_channels * p.in_per_group * p.taps / m.bandwidth
+        return max(compute, weights) + self._extra_bytes(p, config) / m.bandwidth + m.call_overhead
 
-    def _utilisation(self, p: ConvProblem, config: Any) -> float:
-        """The fraction of the vector lanes and register tile doing useful work (0, 1]."""
+    def _utilisation(self, p: ConvProblem, config: Any, machine: Machine) -> float:
+        """The fraction of the machine's vector lanes, FMA issue and cores doing useful work (0, 1]."""
         return 1.0
 
     def _extra_bytes(self, p: ConvProblem, config: Any) -> float:

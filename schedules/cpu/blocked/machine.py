@@ -1,28 +1,65 @@
-"""The machine the cost model assumes: this project's 2-core Zen 3 CPU (AVX2 + FMA).
+"""The machine the cost model assumes, derived from the TVM target it compiles for.
 
-Numbers are measured on the development machine (an FMA loop for the peak, a copy
-loop for the bandwidth); they only need to rank candidates, not predict to the percent.
+The SIMD width and register count come from the target's CPU features (AVX-512: 16 float32
+lanes and 32 vector registers; AVX/AVX2: 8 and 16; otherwise 4 and 16). The clock is a
+documented constant, not a measurement: the estimates only rank candidates and size tiles,
+so they need the shape of the machine, not its speed to the percent.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+
+import tvm
+
+# (CPU feature, float32 lanes, vector registers), widest first
+_SIMD = (("avx512f", 16, 32), ("avx", 8, 16))
+_FALLBACK_SIMD = (4, 16)  # SSE / NEON class
+CLOCK_HZ = 3.0e9  # a typical sustained all-core FMA clock of a recent x86 server core
 
 
 @dataclass(frozen=True)
 class Machine:
-    """Throughput figures of one CPU, for the analytical estimates."""
+    """Throughput figures of one CPU, for the analytical estimates and tile sizes."""
 
-    peak_flops_per_core: float = 97e9   # FP32: 2 FMA pipes x 8 lanes x 2 flops x ~3 GHz
+    lanes: int = 8                       # float32 lanes of one vector register
+    registers: int = 16                  # architectural vector registers
+    fma_ports: int = 2                   # vector FMAs issued per cycle
+    fma_latency: int = 4                 # cycles before an FMA's result feeds the next
+    load_ports: int = 2                  # vector loads issued per cycle
+    clock_hz: float = CLOCK_HZ
     cores: int = 2
-    lanes: int = 8                       # float32 lanes of one AVX2 register
-    registers: int = 16                  # ymm registers
     l2_bytes: int = 2 << 20              # per core
-    bandwidth: float = 12e9              # bytes/s from beyond L2, all cores together
+    core_bandwidth: float = 25e9         # bytes/s one core streams from beyond L2 (a gemv
+                                         # ran at 29 GB/s on one Emerald Rapids core)
     call_overhead: float = 2e-6          # seconds per kernel launch (parallel fork/join)
+
+    @property
+    def peak_flops_per_core(self) -> float:
+        """FP32 FMA peak of one core: lanes x 2 flops x FMA ports x clock."""
+        return self.lanes * 2 * self.fma_ports * self.clock_hz
 
     @property
     def peak(self) -> float:
         return self.peak_flops_per_core * self.cores
 
+    @property
+    def bandwidth(self) -> float:
+        """Bytes/s from beyond L2, all cores together."""
+        return self.core_bandwidth * self.cores
 
-MACHINE = Machine()
+    @staticmethod
+    def from_target(target: tvm.target.Target) -> "Machine":
+        """The machine of an ``llvm`` target (its ``mcpu`` features and ``num-cores``)."""
+        features = {str(f) for f in tvm.target.codegen.llvm_get_cpu_features(target)}
+        lanes, registers = next(((lanes, regs) for feature, lanes, regs in _SIMD if feature in features),
+                                _FALLBACK_SIMD)
+        cores = int(target.attrs.get("num-cores", 0) or 1)
+        return Machine(lanes=lanes, registers=registers, cores=cores)
+
+
+@functools.lru_cache(maxsize=None)
+def host_machine() -> Machine:
+    """The machine of the host CPU (``convc.target.resolve_target("llvm")``)."""
+    from convc.target import resolve_target  # convc.target imports TVM targets only; no cycle
+    return Machine.from_target(resolve_target("llvm"))

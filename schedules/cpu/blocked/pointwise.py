@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from convc.schedules.cpu.blocked import tiled
 from convc.schedules.cpu.blocked.kernel import Kernel, KernelBuild
+from convc.schedules.cpu.blocked.machine import Machine
 from convc.schedules.cpu.blocked.problem import ConvProblem
 from convc.schedules.cpu.blocked.tiled import TileConfig
 
@@ -23,17 +24,18 @@ class Pointwise(Kernel):
             return f"padded ({p.pads_begin}/{p.pads_end})"
         return tiled.tiled_decline(p)
 
-    def default_config(self, p: ConvProblem) -> TileConfig:
-        return tiled.tile_config(p, 16)
+    def _default_config(self, p: ConvProblem, machine: Machine) -> TileConfig:
+        return tiled.tile_config(p, machine)
 
-    def space(self, p: ConvProblem) -> list[TileConfig]:
-        return tiled.tile_space(p, self.default_config(p))
+    def _space(self, p: ConvProblem, machine: Machine) -> list[TileConfig]:
+        default = tiled.tile_config(p, machine)
+        return [default] + [c for c in tiled.tile_space(p, machine) if c != default]
 
     def build(self, p: ConvProblem, config: TileConfig) -> KernelBuild:
         return tiled.build_tiled(p, config)
 
-    def _utilisation(self, p: ConvProblem, config: TileConfig) -> float:
-        return tiled.utilisation(p, config)
+    def _utilisation(self, p: ConvProblem, config: TileConfig, machine: Machine) -> float:
+        return tiled.utilisation(p, config, machine)
 
 
 POINTWISE = Pointwise()

@@ -5,15 +5,17 @@ from typing import Any
 
 from convc.schedules.cpu.blocked.candidates import CANDIDATES
 from convc.schedules.cpu.blocked.kernel import Kernel
+from convc.schedules.cpu.blocked.machine import Machine, host_machine
 from convc.schedules.cpu.blocked.problem import ConvProblem
 
 Verdict = tuple[str, "float | str"]
 
 
-def choose(p: ConvProblem) -> tuple[Kernel | None, Any, list[Verdict]]:
-    """The candidate with the lowest estimate (its default config), and for every
-    candidate its name with its estimate in seconds or the reason it declined.
-    (None, None, verdicts) when every candidate declines (e.g. a float64 conv)."""
+def choose(p: ConvProblem, machine: Machine | None = None) -> tuple[Kernel | None, Any, list[Verdict]]:
+    """The candidate with the lowest estimate on ``machine`` (default: the host) with its
+    default config, and for every candidate its name with its estimate in seconds or the
+    reason it declined. (None, None, verdicts) when every candidate declines (e.g. float64)."""
+    machine = machine or host_machine()
     verdicts: list[Verdict] = []
     best: tuple[float, Kernel, Any] | None = None
     for kernel in CANDIDATES:
@@ -21,8 +23,8 @@ def choose(p: ConvProblem) -> tuple[Kernel | None, Any, list[Verdict]]:
         if reason is not None:
             verdicts.append((kernel.name, reason))
             continue
-        config = kernel.default_config(p)
-        seconds = kernel.estimate(p, config)
+        config = kernel.default_config(p, machine)
+        seconds = kernel.estimate(p, config, machine)
         verdicts.append((kernel.name, seconds))
         if best is None or seconds < best[0]:
             best = (seconds, kernel, config)

@@ -104,11 +104,11 @@ def schedule_copy(sch: s_tir.Schedule, name: str) -> None:
 
 
 def vector_block(p: ConvProblem, lanes: int) -> int:
-    """The accumulator's channel block: the output's, else the widest of ``lanes``, 4, 2, 1
-    that divides the channels of a group."""
+    """The accumulator's channel block: the output's, else the widest power of two up to
+    ``lanes`` that divides the channels of a group."""
     if p.out_block:
         return p.out_block
-    return next(b for b in (lanes, 4, 2, 1) if p.out_per_group % b == 0)
+    return next(b for b in (16, 8, 4, 2, 1) if b <= lanes and p.out_per_group % b == 0)
 
 
 def divisors(n: int) -> list[int]:

@@ -17,7 +17,7 @@ from tvm import s_tir, te
 from convc.schedules.cpu.blocked import stages
 from convc.schedules.cpu.blocked.kernel import KernelBuild, mark_scheduled
 from convc.schedules.cpu.blocked.layout import Channel
-from convc.schedules.cpu.blocked.machine import MACHINE
+from convc.schedules.cpu.blocked.machine import Machine
 from convc.schedules.cpu.blocked.problem import ConvProblem
 
 
@@ -42,8 +42,8 @@ def tiled_decline(p: ConvProblem) -> str | None:
         return f"{p.in_per_group} input channels per group do not fill blocks of {p.in_block}"
     if p.out_block and p.out_per_group % p.out_block:
         return f"{p.out_per_group} output channels per group do not fill blocks of {p.out_block}"
-    if stages.vector_block(p, MACHINE.lanes) < 4:
-        return f"{p.out_per_group} output channels per group: no vector block of 4 or 8"
+    if stages.vector_block(p, 16) < 4:
+        return f"{p.out_per_group} output channels per group: no vector block of 4 or more"
     return None
 
 
@@ -53,24 +53,51 @@ def best_reg_n(width: int, limit: int) -> int:
     return min(options, key=lambda r: (-(-width // r) * r - width, -r))
 
 
-def tile_config(p: ConvProblem, oc_tile_pref: int) -> TileConfig:
-    """Channel tile: ``oc_tile_pref`` if it divides the channels, else one vector block;
-    positions: as many as registers allow (accumulators + weights + one broadcast)."""
-    vb = stages.vector_block(p, MACHINE.lanes)
-    tile = oc_tile_pref if p.out_channels % oc_tile_pref == 0 and oc_tile_pref % vb == 0 else vb
-    vectors = max(1, tile // MACHINE.lanes)
-    limit = max(1, (MACHINE.registers - 2) // vectors)
+def vectors(tile: int, vec_block: int, machine: Machine) -> int:
+    """Vector registers one row of ``tile`` output channels occupies (each accumulator
+    block of ``vec_block`` lanes takes whole registers)."""
+    return tile // vec_block * -(-vec_block // machine.lanes)
+
+
+def register_limit(tile: int, vec_block: int, machine: Machine) -> int:
+    """The most positions per register tile: accumulators, one row of weights and one
+    broadcast input fit in the vector registers."""
+    v = vectors(tile, vec_block, machine)
+    return max(1, (machine.registers - v - 1) // v)
+
+
+def tile_space(p: ConvProblem, machine: Machine) -> list[TileConfig]:
+    """Every register tile that fits the machine's registers: channel tiles of 1, 2, 3, ...
+    accumulator blocks dividing the channels, any width up to the register limit, either
+    loop outermost. Sorted best first by ``score``."""
+    vb = stages.vector_block(p, machine.lanes)
+    width = p.out_size[-1]
+    tiles = [k * vb for k in range(1, machine.registers) if p.out_channels % (k * vb) == 0
+             and vectors(k * vb, vb, machine) + 2 <= machine.registers]
+    configs = [TileConfig(vb, t, r, outer) for t in tiles
+               for r in range(1, min(width, register_limit(t, vb, machine)) + 1) for outer in (True, False)]
+    return sorted(configs, key=lambda c: score(p, c, machine), reverse=True)
+
+
+def tile_config(p: ConvProblem, machine: Machine) -> TileConfig:
+    """The best-scoring register tile, the channel tiles outermost when the input is smaller
+    than the weight (it is then re-read from cache once per channel tile)."""
     in_bytes = 4 * p.in_channels * math.prod(p.in_size)
     w_bytes = 4 * p.out_channels * p.in_per_group * p.taps
-    return TileConfig(vb, tile, best_reg_n(p.out_size[-1], limit), in_bytes <= w_bytes)
+    outer = in_bytes <= w_bytes
+    return max((c for c in tile_space(p, machine) if c.oc_outer == outer),
+               key=lambda c: score(p, c, machine))
 
 
-def tile_space(p: ConvProblem, default: TileConfig) -> list[TileConfig]:
-    vb = default.vec_block
-    tiles = [t for t in (vb, 2 * vb, 4 * vb) if p.out_channels % t == 0]
-    configs = [TileConfig(vb, t, r, outer) for t in tiles for r in range(1, 15) for outer in (True, False)
-               if (t // MACHINE.lanes or 1) * (r + 1) + 1 <= MACHINE.registers]
-    return [default] + [c for c in configs if c != default]
+def score(p: ConvProblem, cfg: TileConfig, machine: Machine) -> tuple[float, int, int]:
+    """Rank of a register tile (higher is better): the modelled speed, the slower of the
+    FMAs at ``utilisation`` and the weight stream split over the cores (which bounds a conv
+    on a tiny map, a matrix-vector product); then more accumulators (fewer loads per FMA);
+    then wider channel tiles."""
+    compute = p.flops / (machine.peak * utilisation(p, cfg, machine))
+    stream = 4 * p.out_channels * p.in_per_group * p.taps / (machine.bandwidth * balance(p, cfg, machine))
+    accumulators = cfg.reg_n * vectors(cfg.oc_tile, cfg.vec_block, machine)
+    return round(-max(compute, stream), 9), accumulators, cfg.oc_tile
 
 
 def build_tiled(p: ConvProblem, cfg: TileConfig) -> KernelBuild:
@@ -129,14 +156,29 @@ def _packer(tile: int, rb: int):
     return pack
 
 
-def utilisation(p: ConvProblem, cfg: TileConfig) -> float:
-    """Useful lanes x useful tile positions (the tail) x a penalty for tiles too small to
-    hide the FMA latency (fewer than 8 independent accumulators)."""
-    lanes = min(1.0, cfg.vec_block / MACHINE.lanes)
+def utilisation(p: ConvProblem, cfg: TileConfig, machine: Machine) -> float:
+    """Useful lanes x useful tile positions (the tail) x FMA issue rate x core balance.
+
+    Per reduction step the tile issues ``reg_n * v`` FMAs and ``reg_n + v`` loads (the
+    broadcasts and one weight row); it takes at least the FMA latency (fewer than latency
+    x ports independent accumulators stall), the FMA issue time and the load issue time."""
+    v = vectors(cfg.oc_tile, cfg.vec_block, machine)
+    lanes = min(1.0, cfg.vec_block / machine.lanes)
     width = p.out_size[-1]
-    tail = width / (-(-width // cfg.reg_n) * cfg.reg_n)
-    accumulators = cfg.reg_n * max(1, cfg.oc_tile // MACHINE.lanes)
-    return lanes * tail * min(1.0, accumulators / 8)
+    row_tiles = -(-width // cfg.reg_n)
+    tail = width / (row_tiles * cfg.reg_n)
+    fmas = cfg.reg_n * v
+    cycles = max(machine.fma_latency, fmas / machine.fma_ports, (cfg.reg_n + v) / machine.load_ports)
+    issue = fmas / machine.fma_ports / cycles
+    return lanes * tail * issue * balance(p, cfg, machine)
+
+
+def balance(p: ConvProblem, cfg: TileConfig, machine: Machine) -> float:
+    """Work per core over the slowest core's: the parallel loop has one chunk per register
+    tile of positions and channel tile; the slowest core runs ceil(chunks / cores)."""
+    row_tiles = -(-p.out_size[-1] // cfg.reg_n)
+    chunks = p.batch * math.prod(p.out_size[:-1]) * row_tiles * p.out_channels // cfg.oc_tile
+    return chunks / (-(-chunks // machine.cores) * machine.cores)
 
 
 def pad_bytes(p: ConvProblem) -> float:
