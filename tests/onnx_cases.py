@@ -114,23 +114,6 @@ LOOSE: dict[str, tuple[float, str]] = {
 }
 
 
-# Cases the compiled backend gets wrong until a fix lands in convc/lower/module.py (which the
-# lowering tests cannot reach), with the fix each waits for. Strict xfails: remove a row with its fix.
-_CONST_DTYPE = "module.py: relax.const(array) narrows int64 -> int32 and float64 -> float32 constants; " \
-               "pass the dtype: relax.const(array, array.dtype.name)"
-COMPILED_PENDING: dict[str, str] = {
-    **dict.fromkeys([
-        "test_gather_0[frozen]", "test_gather_1[frozen]", "test_gather_2d_indices[frozen]",
-        "test_gather_negative_indices[frozen]", "test_rotary_embedding_expanded[frozen]",
-        "test_rotary_embedding_3d_input_expanded[frozen]", "test_rotary_embedding_interleaved_expanded[frozen]",
-        "test_rotary_embedding_with_rotary_dim_expanded[frozen]",
-        "test_rotary_embedding_with_interleaved_rotary_dim_expanded[frozen]",
-        "test_flexattention_double_expanded_ver26"], _CONST_DTYPE),
-    "test_reshape_allowzero_reordered[frozen]": "module.py: Relax reshape reads a 0 in the new shape as 'keep "
-                                                "the input dimension'; emit zero-size reshapes through their kernel",
-}
-
-
 def _unsupported_elem_types(model: onnx.ModelProto) -> set[int]:
     graph = model.graph
     types = {vi.type.tensor_type.elem_type for vi in list(graph.input) + list(graph.output)

@@ -273,12 +273,6 @@ def test_reduce_with_zero_size_tensors(op, shape, axes, keepdims):
     check(unary_graph(op, ReduceAttrs(axes, keepdims), shape))
 
 
-# Waiting on convc/lower/module.py (not this area): strict, so they fail once the fix lands.
-PENDING_MODULE_FIX = "convc/lower/module.py: relax.const(array) narrows int64 -> int32 and float64 -> float32; " \
-                     "pass the dtype: relax.const(array, array.dtype.name)"
-
-
-@pytest.mark.xfail(strict=True, reason=PENDING_MODULE_FIX)
 def test_int64_constant_indices():
     b = GraphBuilder("gather_const")
     x = b.add_input("x", TensorType((5, 3), F32))
@@ -286,15 +280,12 @@ def test_int64_constant_indices():
     check(b.build([b.emit1(Op.GATHER, [x, idx], GatherAttrs(0))]))
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING_MODULE_FIX)
 def test_float64_constant_operand():
     b = GraphBuilder("mul_const")
     x = b.add_input("x", TensorType((2, 3), "float64"))
     check(b.build([b.emit1(Op.MUL, [x, b.constant(np.array(0.5), "half")])]), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="convc/lower/module.py: Relax reshape reads a 0 in the new shape as "
-                                       "'keep the input dimension'; emit zero-size reshapes through their kernel")
 def test_reshape_to_zero_size():
     check(unary_graph(Op.RESHAPE, ReshapeAttrs((3, 4, 0)), (0, 3, 4)))
 

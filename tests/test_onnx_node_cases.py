@@ -15,7 +15,7 @@ import pytest
 import convc
 from convc.frontends.onnx import import_model
 from convc.ir import interpret, verify
-from onnx_cases import COMPILED_PENDING, EXCLUDED, LOOSE, REQUIRED_OPS, node_cases
+from onnx_cases import EXCLUDED, LOOSE, REQUIRED_OPS, node_cases
 
 
 def _interpreter(model: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -72,16 +72,14 @@ CASES = list(node_cases())
 
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
 @pytest.mark.parametrize("name, model, inputs, expected, expectation", CASES, ids=[c[0] for c in CASES])
-def test_node_case(request, backend, name, model, inputs, expected, expectation):
-    if backend == "compiled" and name in COMPILED_PENDING:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=COMPILED_PENDING[name]))
+def test_node_case(backend, name, model, inputs, expected, expectation):
     run_case(backend, model, inputs, expected, expectation)
 
 
 def test_every_exclusion_row_is_used():
     unused = [p for p in EXCLUDED if not any(re.fullmatch(p, c[0]) for c in CASES)]
-    unused += [name for name in [*LOOSE, *COMPILED_PENDING] if name not in {c[0] for c in CASES}]
-    assert not unused, f"stale rows in onnx_cases.EXCLUDED / LOOSE / COMPILED_PENDING: {unused}"
+    unused += [name for name in LOOSE if name not in {c[0] for c in CASES}]
+    assert not unused, f"stale rows in onnx_cases.EXCLUDED / LOOSE: {unused}"
 
 
 def test_cases_cover_every_required_op():

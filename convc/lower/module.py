@@ -33,6 +33,12 @@ from convc.schedules.cpu.blocked import ConvProblem, by_name, choose, pack_opera
 SCHEDULERS = {"llvm": cpu.schedule}
 
 
+def constant(array: np.ndarray) -> relax.Constant:
+    """An embedded constant of exactly ``array``'s dtype (relax.const alone narrows int64/float64)."""
+    array = np.require(array, requirements="C")
+    return relax.const(array, array.dtype.name)
+
+
 def _relax_type(value: Value, block: int = PLAIN) -> relax.TensorType:
     return relax.TensorType(physical_shape(value.shape, block), value.dtype)
 
@@ -42,7 +48,7 @@ class _Kernel:
 
     def __init__(self, gvar: relax.GlobalVar, tables: list[np.ndarray]):
         self.gvar = gvar
-        self.tables = [relax.const(t) for t in tables]
+        self.tables = [constant(t) for t in tables]
         self.packer = None  # blocked convs: packs the weight and bias for this kernel
 
 
@@ -69,7 +75,7 @@ class ModuleBuilder:
                 array = self.graph.constants[value]
                 if block:
                     array = pack_operand(array, value.shape, block)
-                self.env[key] = relax.const(np.require(array, requirements="C"))
+                self.env[key] = constant(array)
             else:
                 self.env[key] = self._transform(value, block)
         return self.env[key]
@@ -118,7 +124,7 @@ class ModuleBuilder:
 
     def emit(self, node: Node) -> None:
         out_block = self.layouts[node.output]
-        if node.op is Op.RESHAPE:
+        if node.op is Op.RESHAPE and 0 not in node.output.shape:  # relax reads a 0 as 'keep'
             result = self.bb.emit(relax.op.reshape(self.value(node.inputs[0]), node.output.shape))
             self.env[(node.output, PLAIN)] = result
             return
@@ -158,9 +164,9 @@ class ModuleBuilder:
             self.symbols[self.kernels[key].gvar.name_hint].append(node.name)
         packed_w, packed_b = self.kernels[key].packer(self.graph.constants[w],
                                                       self.graph.constants[bias[0]] if bias else None)
-        args = [self.value(x, in_block), relax.const(np.require(packed_w, requirements="C"))]
+        args = [self.value(x, in_block), constant(packed_w)]
         if bias:
-            args.append(relax.const(np.require(packed_b, requirements="C")))
+            args.append(constant(packed_b))
         for operand in operands:
             args.append(self._operand(operand, node.output, out_block))
         call = relax.call_tir(self.kernels[key].gvar, args, _relax_type(node.output, out_block))
@@ -171,7 +177,7 @@ class ModuleBuilder:
         """An epilogue operand in the physical form the blocked kernels read."""
         if self.graph.is_constant(operand):
             array = pack_operand(self.graph.constants[operand], out.shape, block)
-            return relax.const(np.require(array, requirements="C"))
+            return constant(array)
         return self.value(operand, block)
 
     def build(self, signature: Signature) -> tvm.IRModule:
@@ -220,7 +226,7 @@ def _copy(tensor: te.Tensor) -> te.Tensor:
 
 
 def check_lowerable(node: Node) -> None:
-    if lowering_of(node.op) is None and node.op is not Op.RESHAPE:
+    if lowering_of(node.op) is None:
         raise CodegenError(f"node {node.name!r}: no lowering for op {node.op} "
                            "(the rewrite passes turn it into supported ops first)")
 
