@@ -22,7 +22,8 @@ def interpret(graph: Graph, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray
                              f"{array.dtype.name}{list(array.shape)}")
         env[value] = array
     for node in graph.nodes:
-        results = opdef(node.op).reference(node.attrs, [env[v] for v in node.inputs])
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # IEEE results (inf, nan) are intended
+            results = opdef(node.op).reference(node.attrs, [env[v] for v in node.inputs])
         for value, result in zip(node.outputs, results):
             env[value] = np.asarray(result, dtype=value.dtype).reshape(value.shape)
     return [env[v] for v in graph.outputs]
