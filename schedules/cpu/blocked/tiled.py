@@ -63,7 +63,7 @@ def register_limit(tile: int, vec_block: int, machine: Machine) -> int:
     """The most positions per register tile: accumulators, one row of weights and one
     broadcast input fit in the vector registers."""
     v = vectors(tile, vec_block, machine)
-    return max(1, (machine.registers - v - 1) // v)
+    return (machine.registers - v - 1) // v
 
 
 def tile_space(p: ConvProblem, machine: Machine) -> list[TileConfig]:
@@ -73,7 +73,7 @@ def tile_space(p: ConvProblem, machine: Machine) -> list[TileConfig]:
     vb = stages.vector_block(p, machine.lanes)
     width = p.out_size[-1]
     tiles = [k * vb for k in range(1, machine.registers) if p.out_channels % (k * vb) == 0
-             and vectors(k * vb, vb, machine) + 2 <= machine.registers]
+             and 2 * vectors(k * vb, vb, machine) + 1 <= machine.registers]
     configs = [TileConfig(vb, t, r, outer) for t in tiles
                for r in range(1, min(width, register_limit(t, vb, machine)) + 1) for outer in (True, False)]
     return sorted(configs, key=lambda c: score(p, c, machine), reverse=True)
