@@ -1,4 +1,4 @@
-"""The ``convc`` command line: compile, run, inspect, demo."""
+"""The ``convc`` command line: compile, run, inspect, demo, serve."""
 from __future__ import annotations
 
 import argparse
@@ -33,12 +33,34 @@ def _print_ir(pass_name: str, graph) -> None:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     import convc
+    version_dir = _version_dir(args.repo) if args.repo else None
     model = convc.compile(args.model, target=args.target, input_shapes=_input_shapes(args.input_shape),
                           dump_ir=_print_ir if args.dump_ir else None, schedule=args.schedule,
                           disable_passes=args.disable_pass or ())
-    model.export_library(args.output)
-    print(f"wrote {args.output}")
+    if version_dir:
+        _write_repository_entry(model, version_dir, args.max_batch_size)
+    else:
+        model.export_library(args.output)
+        print(f"wrote {args.output}")
     return 0
+
+
+def _version_dir(repo: str) -> Path:
+    version_dir = Path(repo)
+    if not version_dir.name.isdigit() or int(version_dir.name) < 1 or not version_dir.parent.name:
+        raise InputError(f"--repo {repo}: expected REPO/NAME/VERSION with VERSION a positive integer "
+                         "(e.g. models/resnet/1)")
+    return version_dir
+
+
+def _write_repository_entry(model, version_dir: Path, max_batch_size: int | None) -> None:
+    """REPO/NAME/VERSION/model.so and REPO/NAME/config.pbtxt (Triton's layout)."""
+    from convc.serve.config import write_config
+    from convc.serve.repository import LIBRARY_NAME
+    version_dir.mkdir(parents=True, exist_ok=True)
+    model.export_library(version_dir / LIBRARY_NAME)
+    config = write_config(version_dir.parent, model.signature, max_batch_size)
+    print(f"wrote {version_dir / LIBRARY_NAME} and {config}")
 
 
 def _read_inputs(specs: Sequence[str]) -> dict[str, np.ndarray]:
@@ -89,6 +111,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from convc.serve.server import serve
+    serve(args.repository, host=args.host, http_port=args.port, grpc_port=args.grpc_port,
+          max_request_bytes=args.max_request_bytes)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from convc.demo import run_demo
     return run_demo(Path(args.workdir))
@@ -104,7 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compile", help="compile an ONNX model to a shared library")
     p.add_argument("model", help="the .onnx file")
-    p.add_argument("-o", "--output", required=True, help="the library to write (.so)")
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("-o", "--output", help="the library to write (.so)")
+    out.add_argument("--repo", metavar="REPO/NAME/VERSION",
+                     help="write REPO/NAME/VERSION/model.so and REPO/NAME/config.pbtxt for `convc serve`")
+    p.add_argument("--max-batch-size", type=int, metavar="N",
+                   help="with --repo: config max_batch_size (default: the leading dimension shared by every "
+                        "input and output when above 1, else 0: no batching)")
     p.add_argument("--target", default="llvm", help="llvm (this CPU; default)")
     p.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,...",
                    help="fix a symbolic input shape; repeat per input")
@@ -127,6 +162,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="llvm")
     p.add_argument("--schedule", metavar="SPEC", help=SCHEDULE_HELP)
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("serve", help="serve a model repository over the V2 inference protocol (REST + gRPC)")
+    p.add_argument("repository", help="Triton layout: REPO/<model>/config.pbtxt, REPO/<model>/<version>/model.so")
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default: every interface)")
+    p.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001)")
+    p.add_argument("--max-request-bytes", type=int, default=64 << 20, metavar="N",
+                   help="refuse larger requests (default 64 MiB)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("demo", help="compile and run a bundled example CNN, check it against onnxruntime")
     p.add_argument("--workdir", default="convc-demo", help="where to write the example model and library")
