@@ -1,6 +1,6 @@
 """Times every applicable blocked conv kernel on ResNet-50's distinct conv shapes.
 
-    python bench/kernels.py [--threads 1 2] [--only direct,im2col] [--generic]
+    python bench/kernels.py [--threads 1 2] [--only direct,im2col] [--layers l4,fc] [--generic] [--block 8]
 
 Batch 1, float32, the host's blocked layout (``convc.target.channel_block``: 16 with
 AVX-512, 8 with AVX2; the stem reads the plain 3-channel input), plus the FC heads of
@@ -72,7 +72,7 @@ def _time(fn, args, budget: float = 0.4, rounds: int = 10) -> float:
     return min(times)
 
 
-def worker(threads: int, only: set[str] | None, generic: bool, block: int | None) -> None:
+def worker(threads: int, only: set[str] | None, generic: bool, block: int | None, layers: list[str]) -> None:
     os.environ["TVM_NUM_THREADS"] = str(threads)
     import numpy as np
     import tvm
@@ -87,6 +87,8 @@ def worker(threads: int, only: set[str] | None, generic: bool, block: int | None
     block = channel_block(target) if block is None else block
     rng = np.random.default_rng(0)
     for label, *shape in LAYERS:
+        if layers and not any(part in label for part in layers):
+            continue
         p = _problem(block, *shape)
         picked = choose(p, machine)[0].name
         x = rng.standard_normal(p.in_shape, dtype=np.float32)
@@ -118,16 +120,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--only", default="", help="comma-separated kernel names")
     parser.add_argument("--generic", action="store_true", help="also time the (slow) generic kernel")
+    parser.add_argument("--layers", default="", help="comma-separated parts of layer labels to run")
     parser.add_argument("--block", type=int, help="channel block (default: the host's channel_block)")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     opts = parser.parse_args()
     only = set(filter(None, opts.only.split(","))) or None
     if opts.worker:
-        worker(opts.worker, only, opts.generic, opts.block)
+        worker(opts.worker, only, opts.generic, opts.block, list(filter(None, opts.layers.split(","))))
         return
     print(f"{'layer':<22}{'blk':>4} {'kernel':<10}{'thr':>4}{'ms':>9}{'GFLOP/s':>9}{'% peak':>8}{'est ms':>8}  pick")
     for threads in opts.threads:
-        cmd = [sys.executable, __file__, "--worker", str(threads), "--only", opts.only]
+        cmd = [sys.executable, __file__, "--worker", str(threads), "--only", opts.only, "--layers", opts.layers]
         cmd += ["--generic"] if opts.generic else []
         cmd += ["--block", str(opts.block)] if opts.block is not None else []
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True,
