@@ -6,6 +6,7 @@ import math
 import pytest
 import tvm
 
+from convc.errors import ConvcError
 from convc.ir import GraphBuilder, Op, TensorType
 from convc.ir.ops.conv import ConvAttrs, EpilogueStep
 from convc.schedules.cpu.blocked import CANDIDATES, ConvProblem, by_name, choose
@@ -62,6 +63,8 @@ def test_machine_from_target():
     sse = Machine.from_target(tvm.target.Target({"kind": "llvm", "mcpu": "x86-64"}))
     assert (sse.lanes, sse.registers, sse.cores) == (4, 16, 1)
     assert host_machine().lanes in (4, 8, 16)
+    with pytest.raises(ConvcError, match="llvm target"):
+        Machine.from_target(tvm.target.Target({"kind": "cuda", "arch": "sm_90"}))
 
 
 def test_defaults_to_the_host_machine():

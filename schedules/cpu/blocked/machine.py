@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import tvm
 
+from convc.errors import ConvcError
+
 # (CPU feature, float32 lanes, vector registers), widest first
 _SIMD = (("avx512f", 16, 32), ("avx", 8, 16))
 _FALLBACK_SIMD = (4, 16)  # SSE / NEON class
@@ -51,6 +53,8 @@ class Machine:
     @staticmethod
     def from_target(target: tvm.target.Target) -> "Machine":
         """The machine of an ``llvm`` target (its ``mcpu`` features and ``num-cores``)."""
+        if target.kind.name != "llvm":
+            raise ConvcError(f"the blocked CPU kernels need an llvm target, got {target.kind.name!r}")
         features = {str(f) for f in tvm.target.codegen.llvm_get_cpu_features(target)}
         lanes, registers = next(((lanes, regs) for feature, lanes, regs in _SIMD if feature in features),
                                 _FALLBACK_SIMD)

@@ -42,7 +42,7 @@ def tiled_decline(p: ConvProblem) -> str | None:
         return f"{p.in_per_group} input channels per group do not fill blocks of {p.in_block}"
     if p.out_block and p.out_per_group % p.out_block:
         return f"{p.out_per_group} output channels per group do not fill blocks of {p.out_block}"
-    if stages.vector_block(p, 16) < 4:
+    if stages.vector_block(p, 16) < 4:  # on no machine, however wide
         return f"{p.out_per_group} output channels per group: no vector block of 4 or more"
     return None
 
