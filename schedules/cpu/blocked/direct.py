@@ -24,8 +24,7 @@ class Direct(Kernel):
         return tiled.tile_config(p, machine)
 
     def _space(self, p: ConvProblem, machine: Machine) -> list[TileConfig]:
-        default = tiled.tile_config(p, machine)
-        return [default] + [c for c in tiled.tile_space(p, machine) if c != default]
+        return tiled.tile_space(p, machine)
 
     def build(self, p: ConvProblem, config: TileConfig) -> KernelBuild:
         return tiled.build_tiled(p, config)

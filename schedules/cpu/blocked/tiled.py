@@ -69,14 +69,9 @@ def register_limit(tile: int, vec_block: int, machine: Machine) -> int:
 def tile_space(p: ConvProblem, machine: Machine) -> list[TileConfig]:
     """Every register tile that fits the machine's registers: channel tiles of 1, 2, 3, ...
     accumulator blocks dividing the channels, any width up to the register limit, either
-    loop outermost. Sorted best first by ``score``."""
-    vb = stages.vector_block(p, machine.lanes)
-    width = p.out_size[-1]
-    tiles = [k * vb for k in range(1, machine.registers) if p.out_channels % (k * vb) == 0
-             and 2 * vectors(k * vb, vb, machine) + 1 <= machine.registers]
-    configs = [TileConfig(vb, t, r, outer) for t in tiles
-               for r in range(1, min(width, register_limit(t, vb, machine)) + 1) for outer in (True, False)]
-    return sorted(configs, key=lambda c: score(p, c, machine), reverse=True)
+    loop outermost. ``tile_config`` first, then best first by ``score``."""
+    default = tile_config(p, machine)
+    return [default] + [c for c in _ranked(p, machine) if c != default]
 
 
 def tile_config(p: ConvProblem, machine: Machine) -> TileConfig:
@@ -84,9 +79,17 @@ def tile_config(p: ConvProblem, machine: Machine) -> TileConfig:
     than the weight (it is then re-read from cache once per channel tile)."""
     in_bytes = 4 * p.in_channels * math.prod(p.in_size)
     w_bytes = 4 * p.out_channels * p.in_per_group * p.taps
-    outer = in_bytes <= w_bytes
-    return max((c for c in tile_space(p, machine) if c.oc_outer == outer),
-               key=lambda c: score(p, c, machine))
+    return next(c for c in _ranked(p, machine) if c.oc_outer == (in_bytes <= w_bytes))
+
+
+def _ranked(p: ConvProblem, machine: Machine) -> list[TileConfig]:
+    vb = stages.vector_block(p, machine.lanes)
+    width = p.out_size[-1]
+    tiles = [k * vb for k in range(1, machine.registers) if p.out_channels % (k * vb) == 0
+             and 2 * vectors(k * vb, vb, machine) + 1 <= machine.registers]
+    configs = [TileConfig(vb, t, r, outer) for t in tiles
+               for r in range(1, min(width, register_limit(t, vb, machine)) + 1) for outer in (True, False)]
+    return sorted(configs, key=lambda c: score(p, c, machine), reverse=True)
 
 
 def score(p: ConvProblem, cfg: TileConfig, machine: Machine) -> tuple[float, int, int]:
