@@ -9,6 +9,8 @@ from __future__ import annotations
 import http.client
 import importlib.util
 import json
+import re
+import shutil
 import signal
 import socket
 import statistics
@@ -24,7 +26,9 @@ import onnxruntime as ort
 import pytest
 
 import convc
-from convc import zoo
+from convc import cli, zoo
+from convc.serve import ModelConfig, read_config, scan_repository, write_config
+from convc.serve.config import RepositoryError
 
 if importlib.util.find_spec("kserve") is None:  # found, not imported: see the module docstring
     pytest.skip("needs the serve extra (kserve)", allow_module_level=True)
@@ -361,3 +365,63 @@ def test_clean_shutdown(repository):
     for port in (own.http_port, own.grpc_port):
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+# ---- the repository and its config.pbtxt, checked before anything listens
+
+
+def test_config_round_trip_and_batch_dims(repository):
+    text = (repository / "tiny4" / "config.pbtxt").read_text()
+    assert read_config(repository / "tiny4" / "config.pbtxt") == ModelConfig("tiny4", BATCH)
+    assert "dims: [ 3, 32, 32 ]" in text and "dims: [ 10 ]" in text  # batch dimension left out, as in Triton
+    assert read_config(repository / "tiny" / "config.pbtxt") == ModelConfig("tiny", 0)
+    assert "dims: [ 1, 3, 32, 32 ]" in (repository / "tiny" / "config.pbtxt").read_text()
+
+
+def test_config_batch_must_match_library(repository, tmp_path):
+    signature = convc.load(repository / "tiny" / "1" / "model.so").signature
+    with pytest.raises(RepositoryError, match="do not all have leading dimension 4"):
+        write_config(tmp_path, signature, max_batch_size=4)
+
+
+def make_repo(root: Path, layout: dict[str, str | None]) -> Path:
+    """layout: relative path -> file text (None: an empty folder)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for rel, text in layout.items():
+        path = root / rel
+        if text is None:
+            path.mkdir(parents=True, exist_ok=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    return root
+
+
+@pytest.mark.parametrize("layout,message", [
+    ({}, "the repository has no models"),
+    ({"m/1/model.so": "x"}, "m/config.pbtxt: cannot read the model configuration"),
+    ({"m/config.pbtxt": 'name: "other"\n', "m/1/model.so": "x"}, "name 'other' is not the folder's name 'm'"),
+    ({"m/config.pbtxt": 'name: "m"\n', "m/latest/model.so": "x"}, "no version folder with a model.so"),
+])
+def test_bad_repository_is_refused(tmp_path, layout, message):
+    with pytest.raises(RepositoryError, match=re.escape(message)):
+        scan_repository(make_repo(tmp_path / "repo", layout))
+
+
+def test_serve_cli_refuses_missing_repository(tmp_path, capsys):
+    assert cli.main(["serve", str(tmp_path / "absent")]) == 1
+    assert "no such model repository folder" in capsys.readouterr().err
+
+
+def test_compile_repo_needs_a_numeric_version(tmp_path, capsys):
+    assert cli.main(["compile", "unused.onnx", "--repo", str(tmp_path / "r" / "m" / "latest")]) == 1
+    assert "VERSION a positive integer" in capsys.readouterr().err
+
+
+def test_server_refuses_a_config_batch_the_library_lacks(repository, tmp_path):
+    repo = make_repo(tmp_path / "repo", {"m/config.pbtxt": 'name: "m"\nmax_batch_size: 4\n', "m/1": None})
+    shutil.copy(repository / "tiny" / "1" / "model.so", repo / "m" / "1" / "model.so")
+    result = subprocess.run([sys.executable, "-m", "convc", "serve", str(repo), "--port", str(free_port()),
+                             "--grpc-port", str(free_port())], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "config max_batch_size is 4 but the library's tensors are" in result.stderr
