@@ -43,7 +43,7 @@ struct HostTensor {
 /*! \brief Bytes per element of a supported dtype; throws Error for any other dtype. */
 size_t DtypeSize(const std::string& dtype);
 
-/*! \brief "name float32[1, 3, 8, 8]"-style rendering used in messages. */
+/*! \brief "float32[1, 3, 8, 8]": a dtype and shape as messages show them. */
 std::string DescribeShape(const std::string& dtype, const std::vector<int64_t>& shape);
 
 /*! \brief Read a .npy file (format 1.x-3.x, little-endian float16/32/64, C order). */

@@ -212,8 +212,10 @@ def test_batched_model_takes_1_to_batch_samples(server, oracle, samples):
 def test_concurrent_requests_are_merged_without_changing_results(server, oracle):
     inputs = [image(100 + i) for i in range(16)]
     results: list = [None] * len(inputs)
+    start = threading.Barrier(len(inputs))
 
     def send(i: int) -> None:
+        start.wait()
         results[i] = infer(PROTOCOLS[i % 2], url(server, PROTOCOLS[i % 2]), "tiny4", inputs[i])
 
     threads = [threading.Thread(target=send, args=(i,)) for i in range(len(inputs))]

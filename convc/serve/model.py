@@ -10,7 +10,7 @@ from typing import Mapping
 
 import numpy as np
 from kserve import Model
-from kserve.errors import InvalidInput
+from kserve.errors import InferenceError, InvalidInput
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
 
 import convc
@@ -109,8 +109,8 @@ class ConvcModel(Model):
         wanted = self._requested(payload)
         try:
             outputs, shared = await self.library.batcher.submit(arrays, samples)
-        except ConvcError as err:
-            raise InvalidInput(f"model {self.library.entry.name!r}: {err}") from None
+        except ConvcError as err:  # the request was checked: a failed run is the server's error
+            raise InferenceError(f"model {self.library.entry.name!r}: {err}") from None
         specs = self.library.model.outputs
         infer_outputs = []
         for i in wanted:  # raw bytes: KServe re-encodes them as JSON for a REST client that asks so
