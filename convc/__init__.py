@@ -12,11 +12,12 @@ from convc.errors import (CodegenError, ConvcError, InputError, LibraryError, Mo
 __version__ = "0.1.0"
 
 
-def compile(model, target="llvm", input_shapes=None, dump_ir=None, schedule=None, disable_passes=()):
+def compile(model, target="llvm", input_shapes=None, dump_ir=None, schedule=None, disable_passes=(),
+            tuning_db=None):
     """Compile an ONNX model; see ``convc.compiler.compile``."""
     from convc.compiler import compile as _compile
     return _compile(model, target=target, input_shapes=input_shapes, dump_ir=dump_ir, schedule=schedule,
-                    disable_passes=disable_passes)
+                    disable_passes=disable_passes, tuning_db=tuning_db)
 
 
 def load(path, device="cpu"):

@@ -10,6 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from convc.errors import ConvcError, InputError
+from convc.tune.cli import add_commands as add_tune_commands
 
 
 def parse_shape_spec(spec: str) -> tuple[str, tuple[int, ...]]:
@@ -36,7 +37,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     version_dir = _version_dir(args.repo) if args.repo else None
     model = convc.compile(args.model, target=args.target, input_shapes=_input_shapes(args.input_shape),
                           dump_ir=_print_ir if args.dump_ir else None, schedule=args.schedule,
-                          disable_passes=args.disable_pass or ())
+                          disable_passes=args.disable_pass or (), tuning_db=args.tuning_db)
     if version_dir:
         _write_repository_entry(model, version_dir, args.max_batch_size)
     else:
@@ -106,7 +107,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from convc.compiler import plan_schedules
     from convc.inspect import format_report
-    graph, decisions = plan_schedules(args.model, args.target, _input_shapes(args.input_shape), args.schedule)
+    graph, decisions = plan_schedules(args.model, args.target, _input_shapes(args.input_shape), args.schedule,
+                                      tuning_db=args.tuning_db)
     print(format_report(graph, decisions))
     return 0
 
@@ -125,6 +127,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 SCHEDULE_HELP = ("conv kernels: auto (the cost model; default), im2col, direct, 1x1, depthwise or generic "
                  "for every conv, or per layer: conv1=direct,conv2=im2col")
+
+
+TUNING_DB_HELP = "use the best measured kernel per conv from this `convc tune` database"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", metavar="SPEC", help=SCHEDULE_HELP)
     p.add_argument("--disable-pass", action="append", metavar="PASS",
                    help="skip an optional rewrite (subpixel, fuse_epilogue, simplify); repeatable")
+    p.add_argument("--tuning-db", metavar="DIR", help=TUNING_DB_HELP)
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("run", help="run a compiled library on .npy inputs")
@@ -161,7 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,...")
     p.add_argument("--target", default="llvm")
     p.add_argument("--schedule", metavar="SPEC", help=SCHEDULE_HELP)
+    p.add_argument("--tuning-db", metavar="DIR", help=TUNING_DB_HELP)
     p.set_defaults(func=cmd_inspect)
+
+    add_tune_commands(sub)
 
     p = sub.add_parser("serve", help="serve a model repository over the V2 inference protocol (REST + gRPC)")
     p.add_argument("repository", help="Triton layout: REPO/<model>/config.pbtxt, REPO/<model>/<version>/model.so")

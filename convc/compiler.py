@@ -15,6 +15,7 @@ from convc.passes import run_pipeline
 from convc.passes.select_schedule import Decision, ScheduleRequest, select_schedules
 from convc.runtime import CompiledModel
 from convc.target import channel_block, resolve_target
+from convc.tune.apply import load_tuned
 
 ModelLike = str | os.PathLike | onnx.ModelProto
 DumpFn = Callable[[str, Graph], None]
@@ -43,21 +44,27 @@ def lower_to_ir(model: ModelLike, input_shapes: Mapping[str, Sequence[int]] | No
 
 def plan_schedules(model: ModelLike, target: str = "llvm",
                    input_shapes: Mapping[str, Sequence[int]] | None = None, schedule: str | None = None,
-                   dump_ir: DumpFn | None = None,
-                   disable_passes: Collection[str] = ()) -> tuple[Graph, list[Decision]]:
+                   dump_ir: DumpFn | None = None, disable_passes: Collection[str] = (),
+                   tuning_db: str | os.PathLike | None = None) -> tuple[Graph, list[Decision]]:
     """The rewritten graph with a kernel chosen for every conv, and the decisions."""
+    graph, decisions, _ = _plan(model, target, input_shapes, schedule, dump_ir, disable_passes, tuning_db)
+    return graph, decisions
+
+
+def _plan(model, target, input_shapes, schedule, dump_ir, disable_passes, tuning_db):
+    tvm_target = resolve_target(target)
     graph = lower_to_ir(model, input_shapes, dump_ir, disable_passes)
-    graph, decisions = select_schedules(graph, channel_block(resolve_target(target)),
-                                        ScheduleRequest.parse(schedule))
+    tuned = load_tuned(os.fspath(tuning_db), graph, tvm_target).choices if tuning_db is not None else None
+    graph, decisions = select_schedules(graph, channel_block(tvm_target), ScheduleRequest.parse(schedule), tuned)
     if dump_ir is not None:
         dump_ir("select_schedule", graph)
-    return graph, decisions
+    return graph, decisions, tuned
 
 
 def compile(model: ModelLike, target: str = "llvm",
             input_shapes: Mapping[str, Sequence[int]] | None = None,
             dump_ir: DumpFn | None = None, schedule: str | None = None,
-            disable_passes: Collection[str] = ()) -> CompiledModel:
+            disable_passes: Collection[str] = (), tuning_db: str | os.PathLike | None = None) -> CompiledModel:
     """Compile an ONNX model (path or ModelProto) for ``target`` ("llvm" = this CPU).
 
     ``input_shapes`` fixes symbolic input dimensions (``{"input": (1, 3, 224, 224)}``).
@@ -65,8 +72,11 @@ def compile(model: ModelLike, target: str = "llvm",
     ``schedule`` overrides the cost model's kernel choice: "im2col", "direct", ... for
     every conv, or "conv1=direct,conv2=im2col" per layer (see ``select_schedule``).
     ``disable_passes`` skips optional rewrites (e.g. {"subpixel"}: zero-insertion deconvs).
+    ``tuning_db`` is a directory written by ``convc tune``: each conv uses the best record
+    of its task (warnings name the tasks without one and the records ignored as measured
+    for another target or by incompatible versions).
     Returns a ``CompiledModel``; its ``run`` takes and returns NumPy arrays (NCHW, as
     in the ONNX model) and ``export_library`` writes a self-contained shared library.
     """
-    graph, _ = plan_schedules(model, target, input_shapes, schedule, dump_ir, disable_passes)
-    return build(graph, resolve_target(target))
+    graph, _, tuned = _plan(model, target, input_shapes, schedule, dump_ir, disable_passes, tuning_db)
+    return build(graph, resolve_target(target), tuned)

@@ -19,12 +19,13 @@ def signature_of(graph: Graph, target: tvm.target.Target) -> Signature:
         convc_version=convc.__version__, target=str(target))
 
 
-def build(graph: Graph, target: tvm.target.Target) -> CompiledModel:
-    """Lower ``graph`` (the output of the rewrite pipeline) and compile it for ``target``.
+def build(graph: Graph, target: tvm.target.Target, tuned=None) -> CompiledModel:
+    """Lower ``graph`` (the output of the rewrite pipeline) and compile it for ``target``;
+    ``tuned`` maps conv problems to measured (kernel, config) (``convc.tune.load_tuned``).
 
     Raises ``CodegenError`` naming the node (or kernel) when lowering or TVM fails.
     """
-    builder = ModuleBuilder(graph, target, channel_block(target))
+    builder = ModuleBuilder(graph, target, channel_block(target), tuned)
     mod = builder.build(signature_of(graph, target))
     try:
         executable = tvm.compile(mod, target=target)

@@ -12,7 +12,7 @@ returning the library's signature as JSON.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import tvm
@@ -55,11 +55,13 @@ class _Kernel:
 class ModuleBuilder:
     """Builds the Relax module of one graph (see the module docstring)."""
 
-    def __init__(self, graph: Graph, target: tvm.target.Target, block: int = PLAIN):
+    def __init__(self, graph: Graph, target: tvm.target.Target, block: int = PLAIN,
+                 tuned: Mapping[ConvProblem, tuple[Any, Any]] | None = None):
         if target.kind.name not in SCHEDULERS:
             raise CodegenError(f"no schedules for target kind {target.kind.name!r}")
         self.schedule = SCHEDULERS[target.kind.name]
         self.graph = graph
+        self.tuned = tuned or {}
         self.layouts = plan_layouts(graph, block)
         self.bb = relax.BlockBuilder()
         self.env: dict[tuple[Value, int], relax.Expr] = {}  # (value, layout) -> expression
@@ -152,7 +154,7 @@ class ModuleBuilder:
             return False
         in_block = self.layouts[x]
         problem = ConvProblem.from_node(node, in_block, out_block)
-        kernel, config = pick_conv_kernel(node, problem)
+        kernel, config = pick_conv_kernel(node, problem, self.tuned)
         if kernel is None:
             return False
         key = ("conv", problem, kernel.name, config)
@@ -201,10 +203,14 @@ class ModuleBuilder:
         return self.bb.get()
 
 
-def pick_conv_kernel(node: Node, problem: ConvProblem):
+def pick_conv_kernel(node: Node, problem: ConvProblem,
+                     tuned: Mapping[ConvProblem, tuple[Any, Any]] | None = None):
     """The blocked kernel and config for a conv: its ``algorithm`` if set, else the cost
-    model's choice; (None, None) when no blocked kernel computes it (e.g. float64)."""
+    model's choice; the ``tuned`` (kernel, config) of its problem when that kernel is the
+    one picked; (None, None) when no blocked kernel computes it (e.g. float64)."""
     algorithm = node.attrs.algorithm.value
+    if tuned and problem in tuned and algorithm in ("auto", tuned[problem][0].name):
+        return tuned[problem]
     if algorithm != "auto":
         kernel = by_name(algorithm)
         reason = kernel.decline(problem)

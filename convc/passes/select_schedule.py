@@ -1,7 +1,8 @@
 """Choose the kernel (im2col, direct, 1x1, depthwise, generic) of every conv.
 
-The choice is the cost model's (``convc.schedules.cpu.blocked.choose``) unless the user
-overrides it, globally (``--schedule im2col``) or per layer (``--schedule conv1=direct``,
+The choice is the cost model's (``convc.schedules.cpu.blocked.choose``), replaced by the
+measured best of a tuning database (``tuned``, see ``convc.tune``) where it has one, unless
+the user overrides it, globally (``--schedule im2col``) or per layer (``--schedule conv1=direct``,
 by ONNX node name or IR node name). An override that does not apply to a layer is
 reported and the cost model's choice kept. The pick is stored in ``ConvAttrs.algorithm``
 (it never changes the result, only the code); the verdicts of every candidate are
@@ -12,13 +13,13 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Mapping
 
 from convc.errors import ConvcError
 from convc.ir import Graph, Node, Op
 from convc.ir.ops.conv import Algorithm, split_conv_inputs
 from convc.layout import plan_layouts
-from convc.schedules.cpu.blocked import CANDIDATES, ConvProblem, by_name, choose
+from convc.schedules.cpu.blocked import CANDIDATES, ConvProblem, Kernel, by_name, choose
 
 CHOICES = tuple(k.name for k in CANDIDATES)
 
@@ -63,9 +64,12 @@ def source_name(node: Node) -> str:
     return match.group(1) if match else node.name
 
 
-def select_schedules(graph: Graph, block: int,
-                     request: ScheduleRequest = ScheduleRequest()) -> tuple[Graph, list[Decision]]:
-    """``graph`` with every conv's ``algorithm`` set, and the decisions made."""
+def select_schedules(graph: Graph, block: int, request: ScheduleRequest = ScheduleRequest(),
+                     tuned: Mapping[ConvProblem, tuple[Kernel, Any]] | None = None
+                     ) -> tuple[Graph, list[Decision]]:
+    """``graph`` with every conv's ``algorithm`` set, and the decisions made.
+
+    ``tuned`` maps a conv's problem to the (kernel, config) measured best for it."""
     layouts = plan_layouts(graph, block)
     nodes, decisions = [], []
     for node in graph.nodes:
@@ -82,6 +86,8 @@ def select_schedules(graph: Graph, block: int,
             continue
         wanted = request.per_layer.get(source_name(node), request.per_layer.get(node.name, request.default))
         picked, note = model_pick.name, ""
+        if tuned and problem in tuned:
+            picked, note = tuned[problem][0].name, "tuned (measured best in the tuning database)"
         if wanted and wanted != picked:
             reason = by_name(wanted).decline(problem)
             if reason is None:

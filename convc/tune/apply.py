@@ -1,0 +1,83 @@
+"""Using a tuning database at compile time: the best valid record of each task.
+
+A record counts when it was measured for this target (same CPU model, features, cores,
+layout block) with compatible versions, its candidate exists and applies to the task,
+and its knobs decode into the candidate's current config class. Others are ignored with
+one warning per reason; tasks without a usable record keep the cost model's choice.
+"""
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import tvm
+
+from convc.ir import Graph
+from convc.schedules.cpu.blocked import ConvProblem, Kernel, by_name
+from convc.tune.database import Database, Record, TuningDatabaseError, compatible, versions
+from convc.tune.encode import decode_config, plain
+from convc.tune.task import TargetKey, Task, extract_tasks
+
+
+@dataclass(frozen=True)
+class Tuned:
+    """The tuned kernel and config per problem, and the tasks left to the cost model."""
+
+    choices: dict[ConvProblem, tuple[Kernel, Any]]
+    seconds: dict[ConvProblem, float]
+    missing: tuple[Task, ...]
+
+
+def _decode(record: Record, problem: ConvProblem) -> tuple[Kernel, Any] | None:
+    try:
+        kernel = by_name(record.candidate)
+    except KeyError:
+        return None
+    if kernel.decline(problem) is not None:
+        return None
+    config = decode_config(kernel.default_config(problem), record.config_type, record.knobs)
+    return None if config is None else (kernel, config)
+
+
+def load_tuned(db: str, graph: Graph, target: tvm.target.Target) -> Tuned:
+    """The best usable record per task of ``graph`` (after the rewrite passes) in ``db``."""
+    database = Database(db)
+    if not database.root.is_dir():
+        raise TuningDatabaseError(f"tuning database {db} does not exist (create one with `convc tune`)")
+    key, current = plain(TargetKey.of(target)), versions()
+    tasks = {t.signature: t for t in extract_tasks(graph, target)}
+    ignored: Counter[str] = Counter()
+    best: dict[str, list[Record]] = {}
+    for record in database.records():
+        if record.task not in tasks or not record.ok:
+            continue
+        if record.target != key:
+            ignored[f"measured on another target ({_target_text(record.target)}; this is "
+                    f"{_target_text(key)})"] += 1
+        elif not compatible(record.versions, current):
+            ignored[f"written by incompatible versions ({record.versions}; these are {current})"] += 1
+        else:
+            best.setdefault(record.task, []).append(record)
+    choices, seconds, missing = {}, {}, []
+    for signature, task in tasks.items():
+        for record in sorted(best.get(signature, []), key=lambda r: r.seconds):
+            choice = _decode(record, task.problem)
+            if choice is not None:
+                choices[task.problem], seconds[task.problem] = choice, record.seconds
+                break
+            ignored[f"candidate or knobs unknown to this convc ({record.candidate} {record.config_type})"] += 1
+        else:
+            missing.append(task)
+    for reason, count in ignored.items():
+        warnings.warn(f"tuning database {db}: ignored {count} record(s) {reason}", stacklevel=2)
+    if missing:
+        names = "; ".join(f"{t.label} (nodes {', '.join(t.nodes)})" for t in missing)
+        warnings.warn(f"tuning database {db}: no record for {len(missing)} of {len(tasks)} task(s), "
+                      f"which keep the cost model's choice: {names}", stacklevel=2)
+    return Tuned(choices, seconds, tuple(missing))
+
+
+def _target_text(key: dict) -> str:
+    return f"{key.get('kind')} {key.get('cpu')}, {key.get('cores')} cores, block {key.get('block')}"

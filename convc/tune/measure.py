@@ -1,0 +1,180 @@
+"""Measuring one kernel config: build, check against ``conv_reference``, then time.
+
+``LocalMeasurer`` runs in this process on this CPU with TVM's ``time_evaluator``;
+``RPCMeasurer`` builds here and runs on the devices a TVM RPC tracker hands out (one
+session per trial, as many trials at once as there are servers), timing remotely with the
+same evaluator. Either way the output is compared with the NumPy reference on random
+inputs before any time is taken: a wrong kernel gets ``wrong``, a failing one ``error``.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+import tvm
+
+from convc.errors import ConvcError
+from convc.ir.ops.conv import conv_reference
+from convc.lower.module import error_summary
+from convc.schedules.cpu.blocked import ConvProblem, Kernel, pack, pack_operand, physical_shape, unpack
+
+TOLERANCE = 1e-4  # max |error| / max |reference| accepted (float32 sums in another order)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How long to time: ``repeat`` rounds of at least ``min_repeat_ms`` each (best counts)."""
+
+    repeat: int = 5
+    min_repeat_ms: int = 50
+
+
+@dataclass(frozen=True)
+class Trial:
+    problem: ConvProblem
+    kernel: Kernel
+    config: Any
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str                       # 'ok' | 'wrong' | 'error'
+    seconds: float | None = None
+    repeats: tuple[float, ...] = ()
+    error: str = ""
+
+
+class Measurer(Protocol):
+    device: str
+    parallel: int
+
+    def measure(self, trials: Sequence[Trial]) -> list[Outcome]: ...
+
+
+class Case:
+    """Random inputs of a problem, their physical (packed) forms and the reference output."""
+
+    def __init__(self, p: ConvProblem, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.problem = p
+        self.x = rng.standard_normal(p.in_shape, dtype=np.float32)
+        self.w = rng.standard_normal(p.weight_shape, dtype=np.float32)
+        self.b = rng.standard_normal(p.out_channels, dtype=np.float32) if p.has_bias else None
+        self.operands = [rng.standard_normal(s, dtype=np.float32) for s in p.operand_shapes]
+        self.reference = conv_reference(p.attrs, self.x, self.w, self.b, *self.operands)
+
+    def arguments(self, pack_weight) -> list[np.ndarray]:
+        """The kernel's arguments in order (see ``convc.schedules.cpu.blocked.kernel``)."""
+        p = self.problem
+        w, b = pack_weight(self.w, self.b)
+        args = [pack(self.x, p.in_block), w, *([b] if p.has_bias else [])]
+        args += [pack_operand(o, p.out_shape, p.out_block) for o in self.operands]
+        args.append(np.zeros(physical_shape(p.out_shape, p.out_block), np.float32))
+        return args
+
+    def error(self, physical_out: np.ndarray) -> float:
+        got = unpack(physical_out, self.problem.out_block)
+        if got.shape != self.reference.shape or not np.all(np.isfinite(got)):
+            return float("inf")
+        return float(np.abs(got - self.reference).max() / (np.abs(self.reference).max() + 1e-12))
+
+
+def compile_trial(trial: Trial, target: tvm.target.Target):
+    """(executable, pack_weight) of one trial."""
+    built = trial.kernel.build(trial.problem, trial.config)
+    return tvm.compile(tvm.IRModule({"main": built.func}), target=target), built.pack_weight
+
+
+def run_and_time(module, device, case: Case, pack_weight, timing: Timing) -> Outcome:
+    """Run ``module["main"]`` once on ``case`` and check it; time it only when right."""
+    args = [tvm.runtime.tensor(a, device) for a in case.arguments(pack_weight)]
+    module["main"](*args)
+    error = case.error(args[-1].numpy())
+    if not error <= TOLERANCE:
+        return Outcome("wrong", error=f"output differs from conv_reference: max relative error {error:.3g}")
+    evaluator = module.time_evaluator("main", device, number=1, repeat=timing.repeat,
+                                      min_repeat_ms=timing.min_repeat_ms)
+    repeats = tuple(float(t) for t in evaluator(*args).results)
+    return Outcome("ok", min(repeats), repeats)
+
+
+class LocalMeasurer:
+    """Builds and times trials one at a time on this CPU."""
+
+    device = "local"
+    parallel = 1
+
+    def __init__(self, target: tvm.target.Target, timing: Timing = Timing()):
+        self.target, self.timing = target, timing
+        self.cases: dict[ConvProblem, Case] = {}
+
+    def measure(self, trials: Sequence[Trial]) -> list[Outcome]:
+        return [self._one(t) for t in trials]
+
+    def _one(self, trial: Trial) -> Outcome:
+        case = self.cases.setdefault(trial.problem, Case(trial.problem))
+        try:
+            executable, pack_weight = compile_trial(trial, self.target)
+            return run_and_time(executable.mod, tvm.cpu(), case, pack_weight, self.timing)
+        except Exception as err:  # a candidate that fails to build or run is a result, not a crash
+            return Outcome("error", error=error_summary(err))
+
+
+class RPCMeasurer:
+    """Builds trials here and runs each on a device of ``key`` from the tracker at ``host:port``."""
+
+    def __init__(self, target: tvm.target.Target, tracker: str, key: str, timing: Timing = Timing(),
+                 parallel: int | None = None, session_timeout: float = 120.0):
+        from tvm import rpc
+        host, _, port = tracker.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConvcError(f"--rpc-tracker {tracker!r}: expected HOST:PORT (e.g. 127.0.0.1:9190)")
+        try:
+            self.tracker = rpc.connect_tracker(host, int(port))
+            free = _servers_of(self.tracker.summary(), key)
+        except Exception as err:
+            raise ConvcError(f"cannot reach the RPC tracker at {tracker}: {error_summary(err)}") from None
+        if not free:
+            raise ConvcError(f"the RPC tracker at {tracker} has no server registered with key {key!r}")
+        self.target, self.key, self.timing, self.session_timeout = target, key, timing, session_timeout
+        self.device = f"rpc:{key}"
+        self.parallel = parallel or free
+        self.cases: dict[ConvProblem, Case] = {}
+        self.tmp = tempfile.TemporaryDirectory(prefix="convc-tune-")
+
+    def measure(self, trials: Sequence[Trial]) -> list[Outcome]:
+        built = [self._build(i, t) for i, t in enumerate(trials)]
+        with ThreadPoolExecutor(max_workers=self.parallel) as pool:
+            return list(pool.map(self._run, built))
+
+    def _build(self, index: int, trial: Trial) -> "tuple[str, Case, Any] | Outcome":
+        """(library path, case, weight packer), or the error outcome of a failed build."""
+        case = self.cases.setdefault(trial.problem, Case(trial.problem))
+        try:
+            executable, pack_weight = compile_trial(trial, self.target)
+            path = os.path.join(self.tmp.name, f"trial{index}.so")
+            executable.export_library(path)
+            return path, case, pack_weight
+        except Exception as err:
+            return Outcome("error", error=error_summary(err))
+
+    def _run(self, built: "tuple[str, Case, Any] | Outcome") -> Outcome:
+        if isinstance(built, Outcome):
+            return built
+        path, case, pack_weight = built
+        try:
+            session = self.tracker.request(self.key, priority=1, session_timeout=self.session_timeout)
+            session.upload(path)
+            module = session.load_module(os.path.basename(path))
+            return run_and_time(module, session.cpu(0), case, pack_weight, self.timing)
+        except Exception as err:
+            return Outcome("error", error=f"on rpc:{self.key}: {error_summary(err)}")
+
+
+def _servers_of(summary: dict, key: str) -> int:
+    """Servers registered with ``key`` (the tracker lists each as "server:KEY" in "server_info")."""
+    return sum(1 for server in summary.get("server_info", []) if server.get("key") == f"server:{key}")

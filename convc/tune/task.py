@@ -1,0 +1,120 @@
+"""Tuning tasks: the distinct blocked convs of a model, keyed by a deterministic signature.
+
+A task is one ``ConvProblem`` (sizes, attributes, dtype, fused epilogue, input/output
+layout blocks) with at least one applicable blocked kernel. Convs of equal problems
+share a task; its ``count`` says how many convs of the model run it. The signature
+hashes the problem's canonical JSON; the target (CPU model, features, cores) is kept
+beside it in every record (``TargetKey``), so one database can hold several machines.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import tvm
+
+from convc.ir import Graph, Op
+from convc.ir.ops.conv import split_conv_inputs
+from convc.layout import plan_layouts
+from convc.schedules.cpu.blocked import CANDIDATES, ConvProblem, Kernel, choose
+from convc.schedules.cpu.blocked.machine import Machine
+from convc.target import channel_block
+from convc.tune.encode import digest, plain
+
+
+@dataclass(frozen=True)
+class TargetKey:
+    """What a measurement depends on besides the problem: the target kind, the CPU model
+    (LLVM's name), a hash of its feature set, the core count, the layout block."""
+
+    kind: str
+    cpu: str
+    features: str
+    cores: int
+    block: int
+
+    @staticmethod
+    def of(target: tvm.target.Target) -> "TargetKey":
+        cpu = str(target.attrs.get("mcpu", "")) if target.kind.name == "llvm" else ""
+        features = sorted(str(f) for f in tvm.target.codegen.llvm_get_cpu_features(target)) \
+            if target.kind.name == "llvm" else []
+        return TargetKey(target.kind.name, cpu, digest(features), int(target.attrs.get("num-cores", 0) or 1),
+                         channel_block(target))
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.cpu or '?'} ({self.cores} cores, block {self.block}, features {self.features})"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One distinct conv problem of a model: ``count`` convs (``nodes``) run it."""
+
+    problem: ConvProblem
+    nodes: tuple[str, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.nodes)
+
+    @property
+    def signature(self) -> str:
+        return signature(self.problem)
+
+    @property
+    def label(self) -> str:
+        return label(self.problem)
+
+    def default(self, machine: Machine | None = None):
+        """The cost model's pick: (kernel, config), what an untuned compile uses."""
+        kernel, config, _ = choose(self.problem, machine)
+        return kernel, config
+
+    def estimate(self, machine: Machine | None = None) -> float:
+        """The cost model's seconds for the default pick (ranks tasks before measurement)."""
+        kernel, config = self.default(machine)
+        return kernel.estimate(self.problem, config, machine)
+
+
+def describe(problem: ConvProblem) -> dict:
+    """The problem as plain JSON data (``op`` first: every task is a conv today)."""
+    return {"op": "conv", **plain(problem)}
+
+
+def signature(problem: ConvProblem) -> str:
+    """The deterministic key of a problem (a hash of ``describe``)."""
+    return digest(describe(problem))
+
+
+def label(p: ConvProblem) -> str:
+    """A short human name: '3x3/2 64>128 56x56 g1 +relu'."""
+    k = "x".join(map(str, p.kernel))
+    stride = "" if set(p.strides) == {1} else "/" + "x".join(map(str, p.strides))
+    groups = f" g{p.groups}" if p.groups > 1 else ""
+    extra = "".join(f" +{step.op.value}" for step in p.epilogue)
+    batch = f" n{p.batch}" if p.batch > 1 else ""
+    return f"{k}{stride} {p.in_channels}>{p.out_channels} {'x'.join(map(str, p.in_size))}{groups}{batch}{extra}"
+
+
+def applicable(problem: ConvProblem, candidates: Sequence[Kernel] = CANDIDATES) -> list[Kernel]:
+    return [k for k in candidates if k.decline(problem) is None]
+
+
+def extract_tasks(graph: Graph, target: tvm.target.Target) -> list[Task]:
+    """The tasks of a rewritten graph (after ``convc.compiler.lower_to_ir``), in first-use order.
+
+    A conv is a task when its weight (and bias) are constants and a blocked kernel applies:
+    exactly the convs the backend compiles with a blocked kernel, with the layouts it uses.
+    """
+    layouts = plan_layouts(graph, channel_block(target))
+    nodes: dict[ConvProblem, list[str]] = {}
+    for node in graph.nodes:
+        if node.op is not Op.CONV:
+            continue
+        (x, w, *bias), _ = split_conv_inputs(node.attrs, node.inputs)
+        if not all(graph.is_constant(v) for v in (w, *bias)):
+            continue
+        problem = ConvProblem.from_node(node, layouts[x], layouts[node.output])
+        if applicable(problem):
+            nodes.setdefault(problem, []).append(node.name)
+    return [Task(p, tuple(names)) for p, names in nodes.items()]
+

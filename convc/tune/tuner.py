@@ -1,0 +1,165 @@
+"""``tune``: spend a trial or time budget on a model's tasks, recording every measurement.
+
+Budget policy: every task's default is measured first (heaviest task first), so each task
+has a baseline and an untuned compile's time is known. Then each step goes to the task
+with the most to gain, scored ``count x best time / (1 + trials on it)``: the end-to-end
+time a task holds, discounted by how much it was already searched (returns diminish).
+Tasks whose space is exhausted drop out. ``trials`` counts the records of these tasks
+already in the database, so rerunning an interrupted ``tune`` finishes the same budget;
+``time_budget`` is this run's wall time.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Collection, Mapping, Sequence
+
+from convc.errors import ConvcError
+from convc.schedules.cpu.blocked import CANDIDATES, Kernel
+from convc.target import resolve_target
+from convc.tune.database import Database, iter_compatible, versions
+from convc.tune.encode import plain
+from convc.tune.measure import LocalMeasurer, Measurer, RPCMeasurer, Timing
+from convc.tune.progress import Progress
+from convc.tune.search import TaskSearch, outcome_record
+from convc.tune.task import TargetKey, extract_tasks
+
+
+@dataclass(frozen=True)
+class TuneReport:
+    """What a ``tune`` run left: per task, its search (records, default, best)."""
+
+    searches: tuple[TaskSearch, ...]
+    trials_run: int
+    seconds: float
+
+    @property
+    def wrong(self) -> int:
+        return sum(1 for s in self.searches for r in s.records if r.status == "wrong")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """At most ``trials`` records per model (existing ones count) and ``seconds`` of this run."""
+
+    trials: int | None = None
+    seconds: float | None = None
+
+    def __post_init__(self):
+        if self.trials is None and self.seconds is None:
+            raise ConvcError("tune: give a budget: --trials N or --time-budget DURATION")
+        if (self.trials is not None and self.trials < 1) or (self.seconds is not None and self.seconds <= 0):
+            raise ConvcError(f"tune: the budget must be positive (trials={self.trials}, seconds={self.seconds})")
+
+
+def parse_duration(text: str) -> float:
+    """'90', '90s', '20m', '1h30m' -> seconds."""
+    units = {"h": 3600, "m": 60, "s": 1}
+    total, number = 0.0, ""
+    for ch in text.strip().lower():
+        if ch.isdigit() or ch == ".":
+            number += ch
+        elif ch in units and number:
+            total, number = total + float(number) * units[ch], ""
+        else:
+            raise ConvcError(f"--time-budget {text!r}: expected a duration like 90s, 20m or 1h30m")
+    if number:
+        total += float(number)
+    if total <= 0:
+        raise ConvcError(f"--time-budget {text!r}: expected a positive duration")
+    return total
+
+
+def select_tasks(searches: list[TaskSearch], spec: str | None) -> list[TaskSearch]:
+    """``--tasks 0,3,5``: only these task numbers (as listed by the progress table)."""
+    if not spec:
+        return searches
+    try:
+        wanted = {int(part) for part in spec.split(",") if part.strip()}
+    except ValueError:
+        raise ConvcError(f"--tasks {spec!r}: expected task numbers, e.g. 0,3,5") from None
+    unknown = sorted(wanted - {s.index for s in searches})
+    if unknown:
+        raise ConvcError(f"--tasks: no task {unknown} (the model has tasks 0..{len(searches) - 1})")
+    return [s for s in searches if s.index in wanted]
+
+
+def tune(model, db: str, target: str = "llvm", trials: int | None = None, time_budget: float | None = None,
+         input_shapes: Mapping[str, Sequence[int]] | None = None, tasks: str | None = None,
+         rpc_tracker: str | None = None, rpc_key: str | None = None, timing: Timing = Timing(),
+         candidates: Sequence[Kernel] = CANDIDATES, disable_passes: Collection[str] = (),
+         progress: Progress | None = None) -> TuneReport:
+    """Tune the convs of ``model`` (path or ModelProto) for ``target``; records go to ``db``.
+
+    ``trials`` / ``time_budget`` (seconds) bound the work (see the module docstring);
+    ``tasks`` restricts it to some task numbers ("0,3"); ``rpc_tracker`` ("HOST:PORT") with
+    ``rpc_key`` measures on the tracker's devices instead of this CPU. ``candidates`` are
+    the kernels searched besides the default (tests pass a list with a broken one).
+    """
+    from convc.compiler import lower_to_ir
+    budget = Budget(trials, time_budget)
+    tvm_target = resolve_target(target)
+    graph = lower_to_ir(model, input_shapes, disable_passes=disable_passes)
+    database = Database(db)
+    key, current = plain(TargetKey.of(tvm_target)), versions()
+    old = list(iter_compatible(database.records(), key, current))
+    searches = [TaskSearch(i, t, candidates, [r for r in old if r.task == t.signature])
+                for i, t in enumerate(extract_tasks(graph, tvm_target))]
+    active = select_tasks(searches, tasks)
+    measurer = _measurer(tvm_target, rpc_tracker, rpc_key, timing)
+    progress = progress or Progress()
+    progress.start(active, budget.trials, budget.seconds, measurer.device)
+    start, run = time.monotonic(), 0
+    while True:
+        used = sum(s.trials for s in active)
+        room = measurer.parallel
+        if budget.trials is not None:
+            room = min(room, budget.trials - used)
+        if budget.seconds is not None and time.monotonic() - start >= budget.seconds:
+            room = 0
+        batch = _next_batch(active, room)
+        if not batch:
+            break
+        outcomes = measurer.measure([trial for _, trial in batch])
+        for (search, trial), outcome in zip(batch, outcomes):
+            record = outcome_record(search.task, trial, outcome, key, current, measurer.device)
+            database.append(record)
+            search.add(record)
+            run += 1
+            progress.trial(search, record, active)
+    report = TuneReport(tuple(searches), run, time.monotonic() - start)
+    progress.finish(active, report)
+    return report
+
+
+def _measurer(target, rpc_tracker: str | None, rpc_key: str | None, timing: Timing) -> Measurer:
+    if rpc_tracker is None and rpc_key is None:
+        return LocalMeasurer(target, timing)
+    if not (rpc_tracker and rpc_key):
+        raise ConvcError("tune: --rpc-tracker HOST:PORT and --rpc-key KEY go together")
+    return RPCMeasurer(target, rpc_tracker, rpc_key, timing)
+
+
+def _gain(search: TaskSearch) -> float:
+    best = search.best
+    seconds = best.seconds if best else search.task.estimate()
+    return search.task.count * seconds / (1 + search.trials)
+
+
+def _next_batch(searches: list[TaskSearch], room: int) -> list[tuple[TaskSearch, object]]:
+    """Up to ``room`` trials: defaults of unmeasured tasks first, then by ``_gain``."""
+    batch: list[tuple[TaskSearch, object]] = []
+    pending: dict[int, int] = {}
+    for _ in range(max(room, 0)):
+        open_ = [s for s in searches if not s.exhausted]
+        if not open_:
+            break
+        no_default = [s for s in open_ if s.trials + pending.get(s.index, 0) == 0]
+        pool = no_default or open_
+        search = max(pool, key=lambda s: _gain(s) / (1 + pending.get(s.index, 0)))
+        trial = search.next()
+        if trial is None:
+            continue
+        pending[search.index] = pending.get(search.index, 0) + 1
+        batch.append((search, trial))
+    return batch
