@@ -1,6 +1,7 @@
 """Times every applicable blocked conv kernel on ResNet-50's distinct conv shapes.
 
     python bench/kernels.py [--threads 1 2] [--only direct,im2col] [--layers l4,fc] [--generic] [--block 8]
+                            [--mcpu znver3]
 
 Batch 1, float32, the host's blocked layout (``convc.target.channel_block``: 16 with
 AVX-512, 8 with AVX2; the stem reads the plain 3-channel input), plus the FC heads of
@@ -8,6 +9,8 @@ ResNet-50/18 as 1x1 convs on a 1x1 map and two MobileNetV2 depthwise layers.
 Each thread count runs in its own subprocess (TVM_NUM_THREADS is read at import).
 Prints GFLOP/s and the fraction of the host's FMA peak (``Machine.from_target``, per
 thread used). Every kernel's output is checked against ``conv_reference`` before it is timed.
+``--mcpu`` compiles for another CPU the host can run (``znver3`` on an AVX-512 host: AVX2
+code with 16 vector registers, block 8, and the AVX2 machine model).
 """
 from __future__ import annotations
 
@@ -72,7 +75,8 @@ def _time(fn, args, budget: float = 0.4, rounds: int = 10) -> float:
     return min(times)
 
 
-def worker(threads: int, only: set[str] | None, generic: bool, block: int | None, layers: list[str]) -> None:
+def worker(threads: int, only: set[str] | None, generic: bool, block: int | None, layers: list[str],
+           mcpu: str) -> None:
     os.environ["TVM_NUM_THREADS"] = str(threads)
     import numpy as np
     import tvm
@@ -83,6 +87,8 @@ def worker(threads: int, only: set[str] | None, generic: bool, block: int | None
     from convc.target import channel_block, resolve_target
 
     target = resolve_target("llvm")
+    if mcpu:
+        target = tvm.target.Target({"kind": "llvm", "mcpu": mcpu, "num-cores": int(target.attrs["num-cores"])})
     machine = Machine.from_target(target)
     block = channel_block(target) if block is None else block
     rng = np.random.default_rng(0)
@@ -121,16 +127,19 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated kernel names")
     parser.add_argument("--generic", action="store_true", help="also time the (slow) generic kernel")
     parser.add_argument("--layers", default="", help="comma-separated parts of layer labels to run")
+    parser.add_argument("--mcpu", default="", help="LLVM CPU to compile for (default: the host's)")
     parser.add_argument("--block", type=int, help="channel block (default: the host's channel_block)")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     opts = parser.parse_args()
     only = set(filter(None, opts.only.split(","))) or None
     if opts.worker:
-        worker(opts.worker, only, opts.generic, opts.block, list(filter(None, opts.layers.split(","))))
+        worker(opts.worker, only, opts.generic, opts.block, list(filter(None, opts.layers.split(","))),
+               opts.mcpu)
         return
     print(f"{'layer':<22}{'blk':>4} {'kernel':<10}{'thr':>4}{'ms':>9}{'GFLOP/s':>9}{'% peak':>8}{'est ms':>8}  pick")
     for threads in opts.threads:
-        cmd = [sys.executable, __file__, "--worker", str(threads), "--only", opts.only, "--layers", opts.layers]
+        cmd = [sys.executable, __file__, "--worker", str(threads), "--only", opts.only, "--layers", opts.layers,
+               "--mcpu", opts.mcpu]
         cmd += ["--generic"] if opts.generic else []
         cmd += ["--block", str(opts.block)] if opts.block is not None else []
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True,
