@@ -29,6 +29,7 @@ class Machine:
     fma_ports: int = 2                   # vector FMAs issued per cycle
     fma_latency: int = 4                 # cycles before an FMA's result feeds the next
     load_ports: int = 2                  # vector loads issued per cycle
+    step_overhead: float = 2.0           # cycles of loop and address arithmetic per inner step
     clock_hz: float = CLOCK_HZ
     cores: int = 2
     l2_bytes: int = 2 << 20              # per core

@@ -60,10 +60,11 @@ def vectors(tile: int, vec_block: int, machine: Machine) -> int:
 
 
 def register_limit(tile: int, vec_block: int, machine: Machine) -> int:
-    """The most positions per register tile: accumulators, one row of weights and one
-    broadcast input fit in the vector registers."""
+    """The most positions per register tile: accumulators, one row of weights, one
+    broadcast input and one spare (a full register file makes LLVM spill) fit in the
+    vector registers."""
     v = vectors(tile, vec_block, machine)
-    return (machine.registers - v - 1) // v
+    return (machine.registers - v - 2) // v
 
 
 def tile_space(p: ConvProblem, machine: Machine) -> list[TileConfig]:
@@ -86,7 +87,7 @@ def _ranked(p: ConvProblem, machine: Machine) -> list[TileConfig]:
     vb = stages.vector_block(p, machine.lanes)
     width = p.out_size[-1]
     tiles = [k * vb for k in range(1, machine.registers) if p.out_channels % (k * vb) == 0
-             and 2 * vectors(k * vb, vb, machine) + 1 <= machine.registers]
+             and register_limit(k * vb, vb, machine) >= 1]
     configs = [TileConfig(vb, t, r, outer) for t in tiles
                for r in range(1, min(width, register_limit(t, vb, machine)) + 1) for outer in (True, False)]
     return sorted(configs, key=lambda c: score(p, c, machine), reverse=True)
@@ -163,8 +164,9 @@ def utilisation(p: ConvProblem, cfg: TileConfig, machine: Machine) -> float:
     """Useful lanes x useful tile positions (the tail) x FMA issue rate x core balance.
 
     Per reduction step the tile issues ``reg_n * v`` FMAs and ``reg_n + v`` loads (the
-    broadcasts and one weight row); it takes at least the FMA latency (fewer than latency
-    x ports independent accumulators stall), the FMA issue time and the load issue time."""
+    broadcasts and one weight row); it takes the longest of the FMA latency (fewer than
+    latency x ports independent accumulators stall), the FMA issue time and the load issue
+    time, plus the loop's own overhead (which favours big tiles)."""
     v = vectors(cfg.oc_tile, cfg.vec_block, machine)
     lanes = min(1.0, cfg.vec_block / machine.lanes)
     width = p.out_size[-1]
@@ -172,6 +174,7 @@ def utilisation(p: ConvProblem, cfg: TileConfig, machine: Machine) -> float:
     tail = width / (row_tiles * cfg.reg_n)
     fmas = cfg.reg_n * v
     cycles = max(machine.fma_latency, fmas / machine.fma_ports, (cfg.reg_n + v) / machine.load_ports)
+    cycles += machine.step_overhead
     issue = fmas / machine.fma_ports / cycles
     return lanes * tail * issue * balance(p, cfg, machine)
 
