@@ -130,3 +130,12 @@ def test_from_node_reads_the_conv():
     assert (p.in_channels, p.out_channels, p.groups, p.kernel) == (16, 32, 2, (3, 3))
     assert p.has_bias and p.operand_shapes == ((32, 1, 1),) and p.out_shape == y.shape
     assert p.flops == 2 * 32 * y.shape[2] * y.shape[3] * 8 * 9
+
+
+@pytest.mark.parametrize("machine,b", MACHINES, ids=MACHINE_IDS)
+@pytest.mark.parametrize("size", [7, 14, 28, 56, 112])
+def test_im2col_patch_tiles_fill_the_row(machine, b, size):
+    """A patch tile of several register tiles covers whole rows (a ragged one ran 3x slower)."""
+    p = problem(2 * b, 4 * b, (size, size), 3, s=2, ib=b, ob=b)
+    cfg = by_name("im2col").default_config(p, machine)
+    assert cfg.row_tiles == 1 or p.out_size[-1] % (cfg.reg_n * cfg.row_tiles) == 0
