@@ -32,7 +32,7 @@ class Direct(Kernel):
     def _utilisation(self, p: ConvProblem, config: TileConfig, machine: Machine) -> float:
         return tiled.utilisation(p, config, machine)
 
-    def _extra_bytes(self, p: ConvProblem, config: TileConfig) -> float:
+    def _extra_bytes(self, p: ConvProblem, config: TileConfig, machine: Machine) -> float:
         return tiled.pad_bytes(p)
 
 

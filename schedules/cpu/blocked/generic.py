@@ -36,7 +36,7 @@ class Generic(Kernel):
     def _space(self, p: ConvProblem, machine: Machine) -> list[GenericConfig]:
         return [GenericConfig()]
 
-    def _extra_bytes(self, p: ConvProblem, config: GenericConfig) -> float:
+    def _extra_bytes(self, p: ConvProblem, config: GenericConfig, machine: Machine) -> float:
         return pad_bytes(p)
 
     def build(self, p: ConvProblem, config: GenericConfig) -> KernelBuild:

@@ -60,16 +60,16 @@ class Im2col(Kernel):
         return tiled.utilisation(p, tiled.TileConfig(config.vec_block, config.oc_tile, config.reg_n),
                                  machine)
 
-    def _extra_bytes(self, p: ConvProblem, config: Im2colConfig) -> float:
+    def _extra_bytes(self, p: ConvProblem, config: Im2colConfig, machine: Machine) -> float:
         """The patch matrix written and read once per tile (it spills out of L2 when large),
         and the whole weight streamed once per patch tile when it does not stay in L2 (every
         patch tile meets every output channel)."""
         row = 4 * p.in_channels * p.taps
         patch_tile = row * config.reg_n * config.row_tiles
-        spill = 1.0 if patch_tile > 512 * 1024 else 0.25
+        spill = 1.0 if patch_tile > machine.l2_bytes // 4 else 0.25
         patches = spill * 2 * row * p.batch * int(np.prod(p.out_size))
         weight = 4 * p.out_channels * p.in_channels * p.taps
-        if weight <= 1 << 20:
+        if weight <= machine.l2_bytes // 2:
             return patches
         tiles = p.batch * int(np.prod(p.out_size[:-1])) * -(-p.out_size[-1] // (config.reg_n * config.row_tiles))
         return patches + weight * (tiles - 1)

@@ -70,13 +70,13 @@ class Kernel(abc.ABC):
         m = machine or host_machine()
         compute = p.flops / (m.peak * self.efficiency * self._utilisation(p, config, m))
         weights = 4 * p.out_channels * p.in_per_group * p.taps / m.bandwidth
-        return max(compute, weights) + self._extra_bytes(p, config) / m.bandwidth + m.call_overhead
+        return max(compute, weights) + self._extra_bytes(p, config, m) / m.bandwidth + m.call_overhead
 
     def _utilisation(self, p: ConvProblem, config: Any, machine: Machine) -> float:
         """The fraction of the machine's vector lanes, FMA issue and cores doing useful work (0, 1]."""
         return 1.0
 
-    def _extra_bytes(self, p: ConvProblem, config: Any) -> float:
+    def _extra_bytes(self, p: ConvProblem, config: Any, machine: Machine) -> float:
         """Bytes moved besides reading the input and writing the output once."""
         return 0.0
 

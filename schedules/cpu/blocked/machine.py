@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import tvm
 
 from convc.errors import ConvcError
+from convc.target import resolve_target
 
 # (CPU feature, float32 lanes, vector registers), widest first
 _SIMD = (("avx512f", 16, 32), ("avx", 8, 16))
@@ -66,5 +67,4 @@ class Machine:
 @functools.lru_cache(maxsize=None)
 def host_machine() -> Machine:
     """The machine of the host CPU (``convc.target.resolve_target("llvm")``)."""
-    from convc.target import resolve_target  # convc.target imports TVM targets only; no cycle
     return Machine.from_target(resolve_target("llvm"))
