@@ -148,8 +148,8 @@ def main() -> None:
             r = json.loads(line)
             flag = "*" if r["picked"] else ""
             bad = "" if r["rel_err"] < 1e-4 else f"  WRONG (rel err {r['rel_err']:.1e})"
-            print(f"{r['label']:<22}{r['block']:>4} {r['kernel']:<10}{r['threads']:>4}{r['ms']:>9.3f}{r['gflops']:>9.1f}"
-                  f"{r['peak_pct']:>7.0f}%{r['estimate_ms']:>8.3f}  {flag}{bad}", flush=True)
+            print(f"{r['label']:<22}{r['block']:>4} {r['kernel']:<10}{r['threads']:>4}{r['ms']:>9.3f}"
+                  f"{r['gflops']:>9.1f}{r['peak_pct']:>7.0f}%{r['estimate_ms']:>8.3f}  {flag}{bad}", flush=True)
         if proc.wait():
             raise SystemExit(f"worker for {threads} thread(s) failed with exit code {proc.returncode}")
 
