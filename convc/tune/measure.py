@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
@@ -144,6 +145,7 @@ class RPCMeasurer:
         self.device = f"rpc:{key}"
         self.parallel = parallel or free
         self.cases: dict[ConvProblem, Case] = {}
+        self.lock = threading.Lock()  # the tracker connection is one socket: one request at a time
         self.tmp = tempfile.TemporaryDirectory(prefix="convc-tune-")
 
     def measure(self, trials: Sequence[Trial]) -> list[Outcome]:
@@ -167,7 +169,8 @@ class RPCMeasurer:
             return built
         path, case, pack_weight = built
         try:
-            session = self.tracker.request(self.key, priority=1, session_timeout=self.session_timeout)
+            with self.lock:
+                session = self.tracker.request(self.key, priority=1, session_timeout=self.session_timeout)
             session.upload(path)
             module = session.load_module(os.path.basename(path))
             return run_and_time(module, session.cpu(0), case, pack_weight, self.timing)
