@@ -26,7 +26,6 @@ class Tuned:
     """The tuned kernel and config per problem, and the tasks left to the cost model."""
 
     choices: dict[ConvProblem, tuple[Kernel, Any]]
-    seconds: dict[ConvProblem, float]
     missing: tuple[Task, ...]
 
 
@@ -60,12 +59,12 @@ def load_tuned(db: str, graph: Graph, target: tvm.target.Target) -> Tuned:
             ignored[f"written by incompatible versions ({record.versions}; these are {current})"] += 1
         else:
             best.setdefault(record.task, []).append(record)
-    choices, seconds, missing = {}, {}, []
+    choices, missing = {}, []
     for signature, task in tasks.items():
         for record in sorted(best.get(signature, []), key=lambda r: r.seconds):
             choice = _decode(record, task.problem)
             if choice is not None:
-                choices[task.problem], seconds[task.problem] = choice, record.seconds
+                choices[task.problem] = choice
                 break
             ignored[f"candidate or knobs unknown to this convc ({record.candidate} {record.config_type})"] += 1
         else:
@@ -76,7 +75,7 @@ def load_tuned(db: str, graph: Graph, target: tvm.target.Target) -> Tuned:
         names = "; ".join(f"{t.label} (nodes {', '.join(t.nodes)})" for t in missing)
         warnings.warn(f"tuning database {db}: no record for {len(missing)} of {len(tasks)} task(s), "
                       f"which keep the cost model's choice: {names}", stacklevel=2)
-    return Tuned(choices, seconds, tuple(missing))
+    return Tuned(choices, tuple(missing))
 
 
 def _target_text(key: dict) -> str:
