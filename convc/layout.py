@@ -5,7 +5,7 @@ as ``(N, C/b, *S, b)`` with ``b`` the SIMD width, so that conv kernels read and 
 whole vectors of channels. One block is chosen for the whole graph. A conv whose output
 channels divide by ``b`` writes the blocked layout; ops that work per channel and
 position (activations, residual adds, pools, spatial reductions, channel concats,
-spatial resizes and pads) keep their input's layout; every other op reads plain
+spatial resizes, pads and slices, sub-pixel interleaves) keep their input's layout; every other op reads plain
 tensors. So blocked values flow from conv to conv, and the only layout transforms sit
 where the network leaves the conv world (the input before the stem conv is read plain
 by the conv itself; the head's reshape or the graph outputs read plain copies).
@@ -81,6 +81,20 @@ def _spatial_pad(graph: Graph, node: Node, layouts: Layouts, block: int) -> int:
     return _first_input(graph, node, layouts, block)
 
 
+def _interleave(graph: Graph, node: Node, layouts: Layouts, block: int) -> int:
+    """Blocked phases interleave into a blocked output when the output's channels fill whole
+    blocks (then every phase's channel range starts on a block boundary)."""
+    if not _blockable(node.output, block):
+        return PLAIN
+    return block if all(layouts.get(v, PLAIN) == block for v in node.inputs) else PLAIN
+
+
+def _spatial_slice(graph: Graph, node: Node, layouts: Layouts, block: int) -> int:
+    a, x = node.attrs, node.inputs[0]
+    whole = all(a.starts[i] == 0 and a.steps[i] == 1 and a.ends[i] == x.shape[i] for i in (0, 1))
+    return _first_input(graph, node, layouts, block) if whole else PLAIN
+
+
 Rule = Callable[[Graph, Node, Layouts, int], int]
 ELEMENTWISE_OPS = (set(UNARY) | set(BINARY)) - set(COMPARISONS) - set(LOGICAL) - {Op.CAST}
 RULES: dict[Op, Rule] = {
@@ -92,6 +106,8 @@ RULES: dict[Op, Rule] = {
     Op.CONCAT: _concat,
     Op.RESIZE: _spatial_resize,
     Op.PAD: _spatial_pad,
+    Op.INTERLEAVE: _interleave,
+    Op.SLICE: _spatial_slice,
 }
 
 

@@ -94,3 +94,19 @@ def test_activation_on_a_broadcast_is_not_fused():
     y = b.emit1(Op.ADD, [y, other])  # broadcasts the conv's output: not an epilogue
     after = PASS.run(b.build([y]))
     assert [n.op for n in after.nodes] == [Op.CONV, Op.ADD]
+
+
+def test_activation_after_subpixel_interleave_fuses_into_every_phase():
+    from convc.ir import ConvTransposeAttrs
+    from convc.passes import run_pipeline
+    rng = np.random.default_rng(5)
+    b = GraphBuilder("deconv_relu")
+    x = b.add_input("x", TensorType((1, 8, 5, 5), "float32"))
+    w = b.constant(rng.standard_normal((8, 16, 4, 4)).astype(np.float32), "w")
+    y = b.emit1(Op.CONV_TRANSPOSE, [x, w], ConvTransposeAttrs((2, 2), (1, 1), (1, 1), (0, 0), (1, 1)))
+    before = b.build([b.emit1(Op.RELU, [y])])
+    after = run_pipeline(before)
+    convs = [n for n in after.nodes if n.op is Op.CONV]
+    assert Op.RELU not in {n.op for n in after.nodes} and Op.INTERLEAVE in {n.op for n in after.nodes}
+    assert convs and all(n.attrs.epilogue == (EpilogueStep(Op.RELU),) for n in convs)
+    assert_equivalent(before, after, 5, rtol=1e-4, atol=1e-4)

@@ -47,8 +47,8 @@ def test_deconv_then_batch_norm_becomes_one_conv_with_the_origin_chain():
     y = b.emit1(Op.BATCH_NORM, [up, *params], BatchNormAttrs(), origin="onnx:BatchNormalization 'bn'")
     graph = b.build([y], ["image"])
     after = run_pipeline(graph)
-    # k4 s2 p1 op1: the sub-pixel phases line up, one conv then the pixel shuffle (BN folded by subpixel)
-    assert [n.op for n in after.nodes] == [Op.CONV, Op.RESHAPE, Op.TRANSPOSE, Op.RESHAPE, Op.SLICE]
+    # k4 s2 p1 op1: the sub-pixel phases line up, one conv then the interleave (BN folded by subpixel)
+    assert [n.op for n in after.nodes] == [Op.CONV, Op.INTERLEAVE]
     assert after.nodes[0].origin == "onnx:ConvTranspose 'up1' | subpixel"
     assert after.output_names == ("image",)
     assert_equivalent(graph, after, 0, rtol=1e-4, atol=1e-4)

@@ -77,6 +77,7 @@ class Op(str, enum.Enum):
     PAD = "pad"
     GATHER = "gather"
     RESIZE = "resize"
+    INTERLEAVE = "interleave"
 
     def __str__(self) -> str:
         return self.value

@@ -37,6 +37,28 @@ def _concat(node: Node, inputs: Sequence[te.Tensor], tables: Tables) -> te.Tenso
     return topi.concatenate(list(inputs), axis=node.attrs.axis)
 
 
+@lowering(Op.INTERLEAVE)
+def _interleave(node: Node, inputs: Sequence[te.Tensor], tables: Tables) -> te.Tensor:
+    """Each output element reads the phase its position falls in (see ``InterleaveAttrs``)."""
+    a = node.attrs
+    channels = [int(t.shape[1]) for t in inputs]
+    m = node.output.shape[1]
+
+    def element(n, c, *o):
+        rows = [(oi + b) // s for oi, b, s in zip(o, a.starts, a.strides)]
+        phase = 0
+        for oi, b, s in zip(o, a.starts, a.strides):
+            phase = phase * s + (oi + b) % s
+        channel = phase * m + c  # in the channel concatenation of the inputs
+        value, offset = None, 0
+        for t, count in zip(inputs, channels):  # the last input starting at or below that channel holds it
+            read = t[(n, tirx.max(tirx.min(channel - offset, count - 1), 0), *rows)]
+            value = read if value is None else tirx.Select(channel >= offset, read, value)
+            offset += count
+        return value
+    return te.compute(node.output.shape, element, name="interleave")
+
+
 @lowering(Op.SLICE)
 def _slice(node: Node, inputs: Sequence[te.Tensor], tables: Tables) -> te.Tensor:
     (x,) = inputs

@@ -5,6 +5,7 @@ A conv whose output has a single reader absorbs that reader when it is:
   adds to) the conv's bias;
 - a unary activation (relu, leaky_relu, clip, sigmoid, tanh, hard_sigmoid, hard_swish,
   elu): a unary epilogue step;
+- an activation after a sub-pixel interleave: moved onto each phase, then fused there;
 - an add / mul with any operand that broadcasts to the conv's output (a residual
   tensor, a per-channel scale), or a sub with the conv on the left: a binary step that
   reads the operand as one more conv input.
@@ -92,21 +93,38 @@ def binary_step(ctx: Rewriter, node: Node) -> tuple[Value] | None:
     return None
 
 
+def unary_through_interleave(ctx: Rewriter, node: Node) -> tuple[Value] | None:
+    """An activation after a sub-pixel interleave moves onto each phase (data movement commutes
+    with elementwise ops), where the next walk fuses it into the phase convs."""
+    value = ctx.inputs(node)[0]
+    interleave = ctx.producer(value)
+    if interleave is None or interleave.op is not Op.INTERLEAVE or not ctx.sole_user(node.inputs[0], node):
+        return None
+    phases = [ctx.emit(node.op, [phase], node.attrs) for phase in interleave.inputs]
+    return (ctx.emit(Op.INTERLEAVE, phases, interleave.attrs, source=interleave),)
+
+
 RULES = (
     Rule("add_into_bias", frozenset({Op.ADD}), bias_add,
          "a per-channel constant added to a conv is its bias"),
     Rule("activation_into_conv", UNARY_STEPS, unary_step,
          "an activation computed on the conv's register tile costs no memory pass"),
+    Rule("activation_through_interleave", UNARY_STEPS, unary_through_interleave,
+         "sub-pixel phases are convs: an activation after their interleave fuses into each of them"),
     Rule("binary_into_conv", frozenset({Op.ADD, Op.SUB, Op.MUL}), binary_step,
          "a residual add (or scale) read once while the conv's output is in registers"),
 )
 
 
+def _shape_of(graph: Graph) -> tuple:
+    return tuple((n.op, n.attrs) for n in graph.nodes)
+
+
 def fuse_epilogue(graph: Graph) -> Graph:
-    """Fuse until nothing changes (each walk absorbs one more step per conv)."""
+    """Fuse until nothing changes (a walk may leave work for the next, e.g. after an interleave)."""
     while True:
         fused = rewrite(graph, RULES, PASS_NAME)
-        if len(fused.nodes) == len(graph.nodes):
+        if _shape_of(fused) == _shape_of(graph):
             return fused
         graph = fused
 

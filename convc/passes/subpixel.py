@@ -42,7 +42,8 @@ import numpy as np
 from convc.analysis import node_flops
 from convc.ir import ConvAttrs, ConvTransposeAttrs, Graph, Node, Op, Value, opdef
 from convc.ir.ops.conv import conv_transpose_output_size
-from convc.ir.ops.movement import BroadcastToAttrs, ConcatAttrs, ReshapeAttrs, SliceAttrs, TransposeAttrs
+from convc.ir.ops.movement import (BroadcastToAttrs, ConcatAttrs, InterleaveAttrs, ReshapeAttrs, SliceAttrs,
+                                   TransposeAttrs)
 from convc.passes.conv_transpose_to_conv import _conv_kernel
 from convc.passes.fold_batchnorm import _scale_shift
 from convc.passes.rewrite import Rewriter, Rule, rule_pass
@@ -220,8 +221,8 @@ class _Builder:
             bias = [self._reshape(b, (g * len(phases) * mg,))]
         return self._reshape(self._conv(x, w, bias, phases[0]), self._block(len(phases)))
 
-    def conv_per_phase(self, x: Value, wf: Value, bias: list[Value]) -> Value:
-        """Phases differ: one conv per phase (or the bias where no tap lands), concatenated."""
+    def phase_blocks(self, x: Value, wf: Value, bias: list[Value]) -> list[Value]:
+        """Phases differ: one conv per phase (or the bias where no tap lands), as (N, g, 1, M/g, Q...)."""
         blocks = []
         for phase in self.plan.phases():
             if None in phase:
@@ -229,7 +230,11 @@ class _Builder:
             else:
                 y = self._conv(x, self._kernel(wf, phase), bias, phase)
                 blocks.append(self._reshape(y, self._block(1)))
-        return self.emit(Op.CONCAT, blocks, ConcatAttrs(2))
+        return blocks
+
+    def conv_per_phase(self, x: Value, wf: Value, bias: list[Value]) -> Value:
+        """The phase blocks concatenated, for the shuffle of grouped layers."""
+        return self.emit(Op.CONCAT, self.phase_blocks(x, wf, bias), ConcatAttrs(2))
 
     def _bias_block(self, bias: list[Value]) -> Value:
         g, mg = self.groups, self.m // self.groups
@@ -252,8 +257,19 @@ class _Builder:
         ends = tuple(c + o for c, o in zip(starts, self.out.shape[2:]))
         return self.emit(Op.SLICE, [y], SliceAttrs((0, 0, *starts), (*self.out.shape[:2], *ends), (1,) * (n + 2)))
 
+    def interleave(self, phases: list[Value]) -> Value:
+        """Ungrouped layers: the phases (channel order (phase, channel)) interleave in one op."""
+        starts = tuple(axis.shift for axis in self.plan.axes)
+        flat = [self._reshape(y, (y.shape[0], y.shape[1] * y.shape[2] * y.shape[3], *y.shape[4:]))
+                for y in phases]
+        return self.emit(Op.INTERLEAVE, flat, InterleaveAttrs(self.strides, starts, self.out.shape[2:]))
+
     def build(self, x: Value, w: Value, bias: list[Value]) -> Value:
         wf = _conv_kernel(self.ctx, w, self.groups)
+        if self.groups == 1:
+            if self.plan.single:
+                return self.interleave([self.single_conv(x, wf, bias)])
+            return self.interleave(self.phase_blocks(x, wf, bias))
         y = self.single_conv(x, wf, bias) if self.plan.single else self.conv_per_phase(x, wf, bias)
         return self.shuffle(y)
 

@@ -78,6 +78,21 @@ class GatherAttrs:
     axis: int
 
 
+@dataclass(frozen=True)
+class InterleaveAttrs:
+    """Interleave sub-pixel phases into one tensor (a pixel shuffle fused with a crop).
+
+    The inputs, concatenated along channels, are ``(N, P*M, *Q)`` with channel ``p*M + m``,
+    where ``p`` is the row-major index of the phase ``r`` over ``strides`` (P = prod
+    strides). Output ``(N, M, *out_size)``: ``out[n, m, *o] = cat[n, p(r)*M + m, *q]``
+    with ``o + starts = q * strides + r`` per spatial axis.
+    """
+
+    strides: tuple[int, ...]
+    starts: tuple[int, ...]
+    out_size: tuple[int, ...]
+
+
 def _infer_reshape(attrs: ReshapeAttrs, types):
     (x,) = types
     require(all(d >= 0 for d in attrs.shape) and int(np.prod(attrs.shape)) == x.size,
@@ -151,6 +166,34 @@ def _pad_reference(attrs: PadAttrs, xs):
     return [np.pad(x, widths, mode=attrs.mode.value)]
 
 
+def _infer_interleave(attrs: InterleaveAttrs, types: Sequence[TensorType]):
+    first = types[0]
+    dtype = same_dtype("interleave", types)
+    n = len(attrs.strides)
+    require(first.rank == n + 2 and len(attrs.starts) == len(attrs.out_size) == n,
+            f"interleave: attributes {attrs} do not fit {first}")
+    require(all(t.rank == first.rank and t.shape[0] == first.shape[0] and t.shape[2:] == first.shape[2:]
+                for t in types), f"interleave: phase shapes differ: {[str(t) for t in types]}")
+    phases = int(np.prod(attrs.strides))
+    channels = sum(t.shape[1] for t in types)
+    require(channels % phases == 0, f"interleave: {channels} channels do not split into {phases} phases")
+    require(all(0 <= b and b + o <= q * s for b, o, q, s in zip(attrs.starts, attrs.out_size, first.shape[2:],
+                                                               attrs.strides)),
+            f"interleave: crop {attrs.starts}+{attrs.out_size} leaves the interleaved {first.shape[2:]}")
+    return [TensorType((first.shape[0], channels // phases, *attrs.out_size), dtype)]
+
+
+def _interleave_reference(attrs: InterleaveAttrs, xs):
+    cat = np.concatenate(xs, axis=1)
+    n, strides = len(attrs.strides), attrs.strides
+    m = cat.shape[1] // int(np.prod(strides))
+    y = cat.reshape(cat.shape[0], *strides, m, *cat.shape[2:])
+    perm = (0, 1 + n, *[i for a in range(n) for i in (2 + n + a, 1 + a)])
+    y = y.transpose(perm).reshape(cat.shape[0], m, *(q * s for q, s in zip(cat.shape[2:], strides)))
+    window = tuple(slice(b, b + o) for b, o in zip(attrs.starts, attrs.out_size))
+    return [np.ascontiguousarray(y[(slice(None), slice(None), *window)])]
+
+
 def _infer_gather(attrs: GatherAttrs, types):
     data, indices = types
     require(0 <= attrs.axis < data.rank, f"gather: axis {attrs.axis} outside rank {data.rank}")
@@ -168,5 +211,6 @@ register(OpDef(Op.CONCAT, ConcatAttrs, (1, 1 << 16), _infer_concat,
                lambda a, xs: [np.concatenate(xs, axis=a.axis)]))
 register(OpDef(Op.SLICE, SliceAttrs, (1, 1), _infer_slice, _slice_reference))
 register(OpDef(Op.PAD, PadAttrs, (1, 1), _infer_pad, _pad_reference))
+register(OpDef(Op.INTERLEAVE, InterleaveAttrs, (1, 1 << 16), _infer_interleave, _interleave_reference))
 register(OpDef(Op.GATHER, GatherAttrs, (2, 2), _infer_gather,
                lambda a, xs: [np.take(xs[0], xs[1], axis=a.axis)]))

@@ -93,15 +93,16 @@ def _ranked(p: ConvProblem, machine: Machine) -> list[TileConfig]:
     return sorted(configs, key=lambda c: score(p, c, machine), reverse=True)
 
 
-def score(p: ConvProblem, cfg: TileConfig, machine: Machine) -> tuple[float, int, int]:
+def score(p: ConvProblem, cfg: TileConfig, machine: Machine) -> tuple[float, int, int, int]:
     """Rank of a register tile (higher is better): the modelled speed, the slower of the
     FMAs at ``utilisation`` and the weight stream split over the cores (which bounds a conv
     on a tiny map, a matrix-vector product); then more accumulators (fewer loads per FMA);
-    then wider channel tiles."""
+    then more positions (a tile streams its weights from cache once per ``reg_n`` positions:
+    4/reg_n bytes per multiply-add, whatever its channel width); then wider channel tiles."""
     compute = p.flops / (machine.peak * utilisation(p, cfg, machine))
     stream = 4 * p.out_channels * p.in_per_group * p.taps / (machine.bandwidth * balance(p, cfg, machine))
     accumulators = cfg.reg_n * vectors(cfg.oc_tile, cfg.vec_block, machine)
-    return round(-max(compute, stream), 9), accumulators, cfg.oc_tile
+    return round(-max(compute, stream), 9), accumulators, cfg.reg_n, cfg.oc_tile
 
 
 def build_tiled(p: ConvProblem, cfg: TileConfig) -> KernelBuild:

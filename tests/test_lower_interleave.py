@@ -1,0 +1,42 @@
+"""The sub-pixel interleave compiled, plain and in the blocked layout, against the interpreter."""
+import numpy as np
+import pytest
+
+from convc.ir import ConvAttrs, GraphBuilder, Op, TensorType
+from convc.ir.ops.movement import InterleaveAttrs
+from convc.layout import plan_layouts
+from convc.target import channel_block
+from lower_check import TARGET, check
+
+BLOCK = channel_block(TARGET)
+
+
+@pytest.mark.parametrize("strides, starts, q, out, phases_as_inputs", [
+    ((2, 2), (0, 0), (3, 4), (6, 8), True),
+    ((2, 2), (1, 0), (3, 4), (5, 7), False),
+    ((4,), (2,), (5,), (17,), True),
+    ((2, 1, 3), (1, 0, 2), (2, 3, 2), (3, 3, 4), False),
+])
+def test_interleave_of_plain_inputs(strides, starts, q, out, phases_as_inputs):
+    b = GraphBuilder("interleave")
+    phases, m = int(np.prod(strides)), 3
+    shapes = [(2, m, *q)] * phases if phases_as_inputs else [(2, phases * m, *q)]
+    xs = [b.add_input(f"x{i}", TensorType(s, "float32")) for i, s in enumerate(shapes)]
+    y = b.emit1(Op.INTERLEAVE, xs, InterleaveAttrs(strides, starts, out))
+    check(b.build([y]))
+
+
+@pytest.mark.skipif(not BLOCK, reason="the host target has no blocked layout")
+def test_interleave_stays_blocked_between_convs():
+    rng = np.random.default_rng(0)
+    b = GraphBuilder("blocked")
+    x = b.add_input("x", TensorType((1, BLOCK, 4, 4), "float32"))
+    attrs = ConvAttrs((1, 1), (0, 0), (0, 0), (1, 1), 1)
+    phases = [b.emit1(Op.CONV, [x, b.constant(rng.standard_normal((BLOCK, BLOCK, 1, 1)).astype(np.float32), "w")],
+                      attrs) for _ in range(4)]
+    y = b.emit1(Op.INTERLEAVE, phases, InterleaveAttrs((2, 2), (1, 1), (7, 7)))
+    z = b.emit1(Op.CONV, [y, b.constant(rng.standard_normal((BLOCK, BLOCK, 3, 3)).astype(np.float32), "w2")],
+                ConvAttrs((1, 1), (1, 1), (1, 1), (1, 1), 1))
+    graph = b.build([z])
+    assert plan_layouts(graph, BLOCK)[y] == BLOCK
+    check(graph, rtol=1e-4, atol=1e-4)
