@@ -53,6 +53,21 @@ def _row(r: dict, peak: float) -> str:
             f"{r['compile_s']:.1f} | {r['rel_l2_vs_ort']:.1e} |")
 
 
+def _transposed_rows(rows: list[dict]) -> list[str]:
+    lines = []
+    for r in rows:
+        if "zero_insertion_ms" not in r["passes"][0]:
+            continue
+        zi = min(p["zero_insertion_ms"] for p in r["passes"])
+        sp = min(p["convc_ms"] for p in r["passes"])
+        ort = min(p["ort_ms"] for p in r["passes"])
+        gain = [p["zero_insertion_ms"] / p["convc_ms"] for p in r["passes"]]
+        vs_ort = [p["ort_ms"] / p["convc_ms"] for p in r["passes"]]
+        lines.append(f"| {r['model']} | {zi:.3f} | {sp:.3f} | {ort:.3f} | **{min(gain):.2f}–{max(gain):.2f}** | "
+                     f"{min(vs_ort):.2f}–{max(vs_ort):.2f} |")
+    return lines
+
+
 def write_report(results: dict[int, list[dict]], peaks: dict[int, float], notes: list[str], path: Path) -> None:
     import onnxruntime
     import tvm
@@ -71,6 +86,11 @@ def write_report(results: dict[int, list[dict]], peaks: dict[int, float], notes:
         lines += [f"## {threads} thread(s)", "", header, "|" + "---|" * (header.count("|") - 1)]
         lines += [_row(r, peaks[threads]) for r in rows]
         lines.append("")
+        transposed = _transposed_rows(rows)
+        if transposed:
+            lines += [f"### Transposed convolutions, {threads} thread(s): zero insertion vs sub-pixel", "",
+                      "| model | zero-insertion ms | sub-pixel ms | onnxruntime ms | sub-pixel speed-up | "
+                      "sub-pixel vs ORT |", "|---|---|---|---|---|---|", *transposed, ""]
     path.write_text("\n".join(lines))
 
 

@@ -26,7 +26,31 @@ def relative_l2(actual, expected) -> float:
     return float(np.linalg.norm(actual - expected) / max(float(np.linalg.norm(expected)), 1e-30))
 
 
+def _has_conv_transpose(model) -> bool:
+    return any(node.op_type == "ConvTranspose" for node in model.graph.node)
+
+
+def _interleaved(runners: dict, min_seconds: float) -> list[dict]:
+    """Two passes of interleaved rounds (A, B, C, A, B, C, ...); the median ms per runner per pass."""
+    for run in runners.values():  # warm-up
+        _timed(run, 3)
+    once = max(max(_timed(run, 2)) for run in runners.values())
+    per_round = max(1, min(20, int(0.1 / max(once, 1e-6))))
+    rounds = max(4, int(min_seconds / max(once * per_round * len(runners) / 2, 1e-6)))
+    passes = []
+    for _ in range(2):
+        times = {label: [] for label in runners}
+        for _ in range(rounds):
+            for label, run in runners.items():
+                times[label] += _timed(run, per_round)
+        passes.append({**{f"{label}_ms": statistics.median(t) * 1e3 for label, t in times.items()},
+                       "runs": len(times["convc"])})
+    return passes
+
+
 def bench_model(name: str, model, threads: int, stock_tvm: bool, min_seconds: float = 1.0) -> dict:
+    """convc (and, for models with transposed convs, convc without the sub-pixel rewrite) against
+    onnxruntime, interleaved; stock TVM timed separately (it is orders of magnitude slower)."""
     import onnxruntime as ort
 
     import convc
@@ -46,24 +70,16 @@ def bench_model(name: str, model, threads: int, stock_tvm: bool, min_seconds: fl
     start = time.perf_counter()
     compiled = convc.compile(model)
     compile_seconds = time.perf_counter() - start
-    outputs = compiled.run(inputs)
-    error = max(relative_l2(a, e) for a, e in zip(outputs, expected))
-    flops = sum(node_flops(n) for n in lower_to_ir(model).nodes)
-
-    # warm up both, then interleave rounds so drift hits both alike; two passes
-    once = max(_timed(lambda: compiled.run(inputs), 3) + _timed(lambda: session.run(None, inputs), 3))
-    per_round = max(1, min(20, int(0.1 / max(once, 1e-6))))
-    rounds = max(4, int(min_seconds / max(once * per_round, 1e-6)))
-    passes = []
-    for _ in range(2):
-        convc_times, ort_times = [], []
-        for _ in range(rounds):
-            convc_times += _timed(lambda: compiled.run(inputs), per_round)
-            ort_times += _timed(lambda: session.run(None, inputs), per_round)
-        passes.append({"convc_ms": statistics.median(convc_times) * 1e3,
-                       "ort_ms": statistics.median(ort_times) * 1e3, "runs": len(convc_times)})
-    result = {"model": name, "threads": threads, "flops": flops, "compile_s": compile_seconds,
-              "rel_l2_vs_ort": error, "passes": passes}
+    variants = {"convc": compiled}
+    if _has_conv_transpose(model):
+        variants["zero_insertion"] = convc.compile(model, disable_passes={"subpixel"})
+    errors = {label: max(relative_l2(a, e) for a, e in zip(m.run(inputs), expected))
+              for label, m in variants.items()}
+    runners = {label: (lambda m=m: m.run(inputs)) for label, m in variants.items()}
+    runners["ort"] = lambda: session.run(None, inputs)
+    result = {"model": name, "threads": threads, "flops": sum(node_flops(n) for n in lower_to_ir(model).nodes),
+              "compile_s": compile_seconds, "rel_l2_vs_ort": errors["convc"], "rel_l2": errors,
+              "passes": _interleaved(runners, min_seconds)}
     if stock_tvm:
         from bench.stock_tvm import build_stock_tvm
         run = build_stock_tvm(model, resolve_target("llvm"))
