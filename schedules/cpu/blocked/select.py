@@ -11,10 +11,17 @@ from convc.schedules.cpu.blocked.problem import ConvProblem
 Verdict = tuple[str, "float | str"]
 
 
+MARGIN = 0.05
+
+
 def choose(p: ConvProblem, machine: Machine | None = None) -> tuple[Kernel | None, Any, list[Verdict]]:
     """The candidate with the lowest estimate on ``machine`` (default: the host) with its
     default config, and for every candidate its name with its estimate in seconds or the
-    reason it declined. (None, None, verdicts) when every candidate declines (e.g. float64)."""
+    reason it declined. (None, None, verdicts) when every candidate declines (e.g. float64).
+
+    The model ranks, it does not predict to the percent: a later candidate (``CANDIDATES``
+    lists the simpler, faster-compiling kernels first) wins only by more than ``MARGIN``.
+    """
     machine = machine or host_machine()
     verdicts: list[Verdict] = []
     best: tuple[float, Kernel, Any] | None = None
@@ -26,7 +33,7 @@ def choose(p: ConvProblem, machine: Machine | None = None) -> tuple[Kernel | Non
         config = kernel.default_config(p, machine)
         seconds = kernel.estimate(p, config, machine)
         verdicts.append((kernel.name, seconds))
-        if best is None or seconds < best[0]:
+        if best is None or seconds < best[0] * (1 - MARGIN):
             best = (seconds, kernel, config)
     if best is None:
         return None, None, verdicts
