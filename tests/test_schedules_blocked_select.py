@@ -85,14 +85,17 @@ RESNET = [(c, m, size, k, s) for c, m, size, k, s in [
 @pytest.mark.parametrize("machine,b", MACHINES, ids=MACHINE_IDS)
 @pytest.mark.parametrize("c,m,size,k,s", RESNET)
 def test_register_tiles_fit_the_machine(machine, b, c, m, size, k, s):
-    """ResNet tiles: accumulators + a weight row + a broadcast fit the registers, keep both
-    FMA ports busy past their latency, and give every core enough chunks."""
+    """ResNet tiles: accumulators + a weight row + a broadcast fit the registers, divide the
+    row or keep both FMA ports busy past their latency, and give every core enough chunks.
+    (A guarded tail costs more than a few idle FMA slots: on 7x7 maps with AVX2's 16
+    registers, 8 channels x 7 positions measured 70 GFLOP/s against 68 for 16 x 4.)"""
     p = problem(c, m, (size, size), k, s=s, ib=b, ob=b)
     kernel = by_name("1x1" if k == 1 else "direct")
     cfg = kernel.default_config(p, machine)
     v = vectors(cfg.oc_tile, cfg.vec_block, machine)
     assert v * cfg.reg_n + v + 2 <= machine.registers
-    assert v * cfg.reg_n >= machine.fma_latency * machine.fma_ports
+    width = p.out_size[-1]
+    assert width % cfg.reg_n == 0 or v * cfg.reg_n >= machine.fma_latency * machine.fma_ports
     assert balance(p, cfg, machine) >= 0.95
 
 

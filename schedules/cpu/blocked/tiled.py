@@ -161,6 +161,11 @@ def _packer(tile: int, rb: int):
     return pack
 
 
+# A register tile that does not divide the row is guarded at every position (the tail is
+# not peeled): measured ~40% slower on the whole kernel (32->32 channels, 128x128, tile 13 vs 12).
+GUARDED_TAIL = 0.6
+
+
 def utilisation(p: ConvProblem, cfg: TileConfig, machine: Machine) -> float:
     """Useful lanes x useful tile positions (the tail) x FMA issue rate x core balance.
 
@@ -172,7 +177,7 @@ def utilisation(p: ConvProblem, cfg: TileConfig, machine: Machine) -> float:
     lanes = min(1.0, cfg.vec_block / machine.lanes)
     width = p.out_size[-1]
     row_tiles = -(-width // cfg.reg_n)
-    tail = width / (row_tiles * cfg.reg_n)
+    tail = width / (row_tiles * cfg.reg_n) * (1.0 if width % cfg.reg_n == 0 else GUARDED_TAIL)
     fmas = cfg.reg_n * v
     cycles = max(machine.fma_latency, fmas / machine.fma_ports, (cfg.reg_n + v) / machine.load_ports)
     cycles += machine.step_overhead
