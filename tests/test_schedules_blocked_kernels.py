@@ -92,6 +92,14 @@ def cases(b: int) -> dict[str, list[ConvProblem]]:
             problem(b, 2 * b, (19,), 4, s=3, pb=0, pe=2, bias=True, ib=b, ob=b),
             problem(b, b, (4, 5, 6), 3, epilogue=(EpilogueStep(Op.SIGMOID),), ib=b, ob=b),
         ],
+        "narrow": [
+            problem(4 * b, 3, (12, 12), 2, pb=(1, 1), pe=(0, 0), bias=True, epilogue=(EpilogueStep(Op.TANH),),
+                    ib=b, ob=0),                                                   # a DCGAN image head phase
+            problem(2 * b, 2, (20,), 3, s=2, pb=1, pe=1, ib=b, ob=0),              # 1-D, stride
+            problem(b, 5, (5, 6, 7), 3, d=2, pb=(2, 1, 0), pe=(1, 2, 3), ib=b, ob=0,
+                    epilogue=(ADD,), operands=((1, 5, 4, 5, 6),)),                 # 3-D, dilation, residual
+            problem(2 * b, 1, (9, 9), 1, batch=2, ib=b, ob=0),                     # 1x1 to one channel, batch 2
+        ],
         "generic": [
             problem(2 * b, 2 * b, (6, 6), 3, g=2 * b, ib=b, ob=0),
             problem(b, b, (5, 7), 3, g=b // 4, ib=b, ob=b),

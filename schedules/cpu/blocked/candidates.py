@@ -6,13 +6,15 @@ from convc.schedules.cpu.blocked.direct import DIRECT
 from convc.schedules.cpu.blocked.generic import GENERIC
 from convc.schedules.cpu.blocked.im2col import IM2COL
 from convc.schedules.cpu.blocked.kernel import Kernel
+from convc.schedules.cpu.blocked.narrow import NARROW
 from convc.schedules.cpu.blocked.pointwise import POINTWISE
 
-CANDIDATES: tuple[Kernel, ...] = (POINTWISE, DEPTHWISE, DIRECT, IM2COL, GENERIC)
+CANDIDATES: tuple[Kernel, ...] = (POINTWISE, DEPTHWISE, DIRECT, IM2COL, NARROW, GENERIC)
 
 
 def by_name(name: str) -> Kernel:
-    """The candidate called ``name`` (``1x1``, ``depthwise``, ``direct``, ``im2col``, ``generic``)."""
+    """The candidate called ``name`` (``1x1``, ``depthwise``, ``direct``, ``im2col``, ``narrow``,
+    ``generic``)."""
     for kernel in CANDIDATES:
         if kernel.name == name:
             return kernel
