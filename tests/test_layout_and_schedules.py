@@ -71,3 +71,9 @@ def test_override_that_does_not_apply_is_reported():
 def test_unknown_schedule_is_a_clear_error(spec):
     with pytest.raises(ConvcError, match="unknown schedule"):
         ScheduleRequest.parse(spec)
+
+
+def test_every_kernel_candidate_is_an_algorithm_choice():
+    from convc.ir.ops.conv import Algorithm
+    from convc.schedules.cpu.blocked import CANDIDATES
+    assert {k.name for k in CANDIDATES} <= {a.value for a in Algorithm}

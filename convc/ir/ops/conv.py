@@ -28,6 +28,7 @@ class Algorithm(str, enum.Enum):
     IM2COL = "im2col"
     ONE_BY_ONE = "1x1"
     DEPTHWISE = "depthwise"
+    NARROW = "narrow"
     GENERIC = "generic"
 
 
