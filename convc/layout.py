@@ -111,16 +111,11 @@ RULES: dict[Op, Rule] = {
 }
 
 
-FOLLOWERS = frozenset(RULES) - {Op.CONV}  # ops that compute in whatever layout their inputs have
-
-
 def plan_layouts(graph: Graph, block: int) -> Layouts:
     """The layout (0 = plain, else the channel block) of every graph input and node output.
 
     ``block`` 0 disables the blocked layout. Constants are not listed: the backend packs
-    them for each reader at compile time. A layout-following op whose every reader needs
-    a plain tensor (a reshape, a graph output, ...) writes plain itself, so the conversion
-    happens inside it rather than in a copy of its own.
+    them for each reader at compile time.
     """
     layouts: Layouts = {v: PLAIN for v in graph.inputs}
     for node in graph.nodes:
@@ -128,10 +123,4 @@ def plan_layouts(graph: Graph, block: int) -> Layouts:
         chosen = rule(graph, node, layouts, block) if rule and block else PLAIN
         for value in node.outputs:
             layouts[value] = chosen if len(node.outputs) == 1 else PLAIN
-    users = graph.consumers()
-    for node in reversed(graph.nodes):
-        value = node.outputs[0]
-        if node.op in FOLLOWERS and layouts[value] != PLAIN and all(
-                user.op not in RULES for user in users.get(value, ())):
-            layouts[value] = PLAIN  # (a graph output with no reader lands here too)
     return layouts

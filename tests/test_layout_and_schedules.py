@@ -77,12 +77,3 @@ def test_every_kernel_candidate_is_an_algorithm_choice():
     from convc.ir.ops.conv import Algorithm
     from convc.schedules.cpu.blocked import CANDIDATES
     assert {k.name for k in CANDIDATES} <= {a.value for a in Algorithm}
-
-
-def test_the_last_data_movement_before_a_plain_reader_converts_itself():
-    from convc.zoo.layers import conv_transpose_layers
-    graph = lower_to_ir(conv_transpose_layers()[0].model)  # k4 s2 p1, 256 -> 128 channels
-    layouts = plan_layouts(graph, 8)
-    (interleave,) = [n for n in graph.nodes if n.op is Op.INTERLEAVE]
-    assert all(layouts[v] == 8 for v in interleave.inputs)
-    assert layouts[interleave.output] == PLAIN  # it is the graph output: no separate transform

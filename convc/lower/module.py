@@ -21,7 +21,7 @@ from tvm import relax, te
 from convc.errors import CodegenError, ConvcError
 from convc.ir import Graph, Node, Op, Value
 from convc.ir.ops.conv import split_conv_inputs
-from convc.layout import FOLLOWERS, PLAIN, plan_layouts
+from convc.layout import PLAIN, plan_layouts
 from convc.lower.layout import logical_view, store_blocked, stored_placeholder
 from convc.lower.registry import Tables, lowering_of
 from convc.runtime import SIGNATURE_FUNCTION, Signature
@@ -132,10 +132,9 @@ class ModuleBuilder:
             return
         if node.op is Op.CONV and self._emit_blocked_conv(node, out_block):
             return
-        # layout-following ops read activations as they are stored (their views convert);
-        # every other op, and every constant, is read plain
-        follows = node.op in FOLLOWERS
-        blocks = [self.layouts[v] if follows and not self.graph.is_constant(v) else PLAIN for v in node.inputs]
+        # blocked activations stay blocked; constants and plain values are read logically
+        blocks = [PLAIN if self.graph.is_constant(v) else (out_block and self.layouts[v])
+                  for v in node.inputs]
         kernel = self.kernel(node, blocks, out_block)
         args = [self.value(v, b) for v, b in zip(node.inputs, blocks)]
         types = [_relax_type(v, out_block) for v in node.outputs]
