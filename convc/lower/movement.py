@@ -39,7 +39,12 @@ def _concat(node: Node, inputs: Sequence[te.Tensor], tables: Tables) -> te.Tenso
 
 @lowering(Op.INTERLEAVE)
 def _interleave(node: Node, inputs: Sequence[te.Tensor], tables: Tables) -> te.Tensor:
-    """Each output element reads the phase its position falls in (see ``InterleaveAttrs``)."""
+    """Each output element reads the phase its position falls in (see ``InterleaveAttrs``).
+
+    The phase depends on the position only, so with one input per phase the read is a
+    select between the phases at the same channel (whole vectors of channels in the
+    blocked layout); a single input holding every phase is read at ``phase * M + c``.
+    """
     a = node.attrs
     channels = [int(t.shape[1]) for t in inputs]
     m = node.output.shape[1]
@@ -49,8 +54,14 @@ def _interleave(node: Node, inputs: Sequence[te.Tensor], tables: Tables) -> te.T
         phase = 0
         for oi, b, s in zip(o, a.starts, a.strides):
             phase = phase * s + (oi + b) % s
-        channel = phase * m + c  # in the channel concatenation of the inputs
-        value, offset = None, 0
+        if len(inputs) == 1:
+            return inputs[0][(n, phase * m + c, *rows)]
+        if all(count == m for count in channels):
+            value = inputs[0][(n, c, *rows)]
+            for k, t in enumerate(inputs[1:], start=1):
+                value = tirx.Select(phase == k, t[(n, c, *rows)], value)
+            return value
+        channel, value, offset = phase * m + c, None, 0
         for t, count in zip(inputs, channels):  # the last input starting at or below that channel holds it
             read = t[(n, tirx.max(tirx.min(channel - offset, count - 1), 0), *rows)]
             value = read if value is None else tirx.Select(channel >= offset, read, value)
