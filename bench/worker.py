@@ -80,7 +80,7 @@ def bench_model(name: str, model, threads: int, stock_tvm: bool, min_seconds: fl
     result = {"model": name, "threads": threads, "flops": sum(node_flops(n) for n in lower_to_ir(model).nodes),
               "compile_s": compile_seconds, "rel_l2_vs_ort": errors["convc"], "rel_l2": errors,
               "passes": _interleaved(runners, min_seconds)}
-    if stock_tvm:
+    if stock_tvm and not name.startswith("layer:"):  # the baseline that matters is whole networks
         from bench.stock_tvm import build_stock_tvm
         run = build_stock_tvm(model, resolve_target("llvm"))
         stock_out = run(inputs)
