@@ -125,7 +125,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.workdir))
 
 
-SCHEDULE_HELP = ("conv kernels: auto (the cost model; default), im2col, direct, 1x1, depthwise or generic "
+SCHEDULE_HELP = ("conv kernels: auto (the cost model; default), im2col, direct, 1x1, depthwise, narrow or generic "
                  "for every conv, or per layer: conv1=direct,conv2=im2col")
 
 
