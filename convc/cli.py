@@ -125,8 +125,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.workdir))
 
 
-SCHEDULE_HELP = ("conv kernels: auto (the cost model; default), im2col, direct, 1x1, depthwise, narrow or generic "
-                 "for every conv, or per layer: conv1=direct,conv2=im2col")
+SCHEDULE_HELP = ("conv kernels: auto (the cost model; default), im2col, direct, 1x1, depthwise, narrow "
+                 "or generic for every conv, or per layer: conv1=direct,conv2=im2col")
 
 
 TUNING_DB_HELP = "use the best measured kernel per conv from this `convc tune` database"
