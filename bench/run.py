@@ -83,7 +83,8 @@ def write_report(results: dict[int, list[dict]], peaks: dict[int, float], notes:
              f"measured FP32 FMA peak: " + ", ".join(f"{peaks[t]:.0f} GFLOP/s at {t} thread(s)" for t in peaks),
              f"- onnxruntime {onnxruntime.__version__} (ORT_ENABLE_ALL, intra_op_num_threads = threads), "
              f"TVM {tvm.__version__} (stock: relax ONNX importer + default pipeline, TVM_NUM_THREADS = threads)",
-             "- ratio = onnxruntime time / convc time (above 1: convc faster), per pass of interleaved rounds; "
+             "- ratio = onnxruntime time / convc time (above 1: convc faster), per pass of interleaved blocks "
+             "(each block after a 0.2 s pause, so neither runtime's spinning threads steal the other's cores); "
              "times are the better pass's median; batch 1, float32",
              *[f"- {n}" for n in notes], ""]
     header = ("| model | GFLOP | convc ms | onnxruntime ms | stock TVM ms | speed vs ORT | vs stock TVM | "

@@ -30,25 +30,34 @@ def _has_conv_transpose(model) -> bool:
     return any(node.op_type == "ConvTranspose" for node in model.graph.node)
 
 
-def _interleaved(runners: dict, min_seconds: float) -> list[dict]:
-    """Two passes of interleaved rounds (A, B, C, A, B, C, ...); the median ms per runner per pass."""
+SETTLE_SECONDS = 0.2  # idle time before each block, so the other runtime's spinning threads sleep
+ROUNDS = 5
+
+
+def _interleaved(runners: dict, block_seconds: float = 0.15) -> list[dict]:
+    """Two passes of interleaved blocks (A, B, C, A, B, C, ...); the median ms per runner per pass.
+
+    Both runtimes' thread pools spin for a while after a run; switching between them run
+    by run would let one steal the cores of the other, so each block of runs starts after
+    a short idle pause.
+    """
     for run in runners.values():  # warm-up
         _timed(run, 3)
-    once = max(max(_timed(run, 2)) for run in runners.values())
-    per_round = max(1, min(20, int(0.1 / max(once, 1e-6))))
-    rounds = max(4, int(min_seconds / max(once * per_round * len(runners) / 2, 1e-6)))
+    once = max(min(_timed(run, 3)) for run in runners.values())
+    per_block = max(1, min(100, int(block_seconds / max(once, 1e-6))))
     passes = []
     for _ in range(2):
         times = {label: [] for label in runners}
-        for _ in range(rounds):
+        for _ in range(ROUNDS):
             for label, run in runners.items():
-                times[label] += _timed(run, per_round)
+                time.sleep(SETTLE_SECONDS)
+                times[label] += _timed(run, per_block)
         passes.append({**{f"{label}_ms": statistics.median(t) * 1e3 for label, t in times.items()},
                        "runs": len(times["convc"])})
     return passes
 
 
-def bench_model(name: str, model, threads: int, stock_tvm: bool, min_seconds: float = 1.0) -> dict:
+def bench_model(name: str, model, threads: int, stock_tvm: bool) -> dict:
     """convc (and, for models with transposed convs, convc without the sub-pixel rewrite) against
     onnxruntime, interleaved; stock TVM timed separately (it is orders of magnitude slower)."""
     import onnxruntime as ort
@@ -79,7 +88,7 @@ def bench_model(name: str, model, threads: int, stock_tvm: bool, min_seconds: fl
     runners["ort"] = lambda: session.run(None, inputs)
     result = {"model": name, "threads": threads, "flops": sum(node_flops(n) for n in lower_to_ir(model).nodes),
               "compile_s": compile_seconds, "rel_l2_vs_ort": errors["convc"], "rel_l2": errors,
-              "passes": _interleaved(runners, min_seconds)}
+              "passes": _interleaved(runners)}
     if stock_tvm and not name.startswith("layer:"):  # the baseline that matters is whole networks
         from bench.stock_tvm import build_stock_tvm
         run = build_stock_tvm(model, resolve_target("llvm"))
