@@ -40,3 +40,18 @@ def test_interleave_stays_blocked_between_convs():
     graph = b.build([z])
     assert plan_layouts(graph, BLOCK)[y] == BLOCK
     check(graph, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(not BLOCK, reason="the host target has no blocked layout")
+@pytest.mark.parametrize("spatial", [(5, 14), (9,), (3, 4, 6), (7, 1)])
+def test_blocked_values_read_plain_by_the_graph_output(spatial):
+    """A conv's blocked output leaves through the tiled blocked -> plain transform."""
+    rng = np.random.default_rng(1)
+    b = GraphBuilder("unblock")
+    x = b.add_input("x", TensorType((2, 3, *spatial), "float32"))
+    w = b.constant(rng.standard_normal((2 * BLOCK, 3, *(1,) * len(spatial))).astype(np.float32), "w")
+    n = len(spatial)
+    y = b.emit1(Op.CONV, [x, w], ConvAttrs((1,) * n, (0,) * n, (0,) * n, (1,) * n, 1))
+    graph = b.build([y])
+    assert plan_layouts(graph, BLOCK)[y] == BLOCK
+    check(graph, rtol=1e-4, atol=1e-4)

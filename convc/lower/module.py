@@ -27,6 +27,7 @@ from convc.lower.registry import Tables, lowering_of
 from convc.runtime import SIGNATURE_FUNCTION, Signature
 from convc.schedules import cpu
 from convc.schedules.cpu import ScheduleContext
+from convc.schedules.cpu.layout import schedule_unblock
 from convc.schedules.cpu.blocked import ConvProblem, by_name, choose, pack_operand, physical_shape
 
 # target kind -> the scheduler of its kernels; "cuda" joins here with convc.schedules.cuda
@@ -86,8 +87,11 @@ class ModuleBuilder:
         have = self.layouts[value]
         source = stored_placeholder(value.shape, value.dtype, have, "x")
         result = store_blocked(logical_view(source, value.shape, have), block)
-        func = self.schedule(te.create_prim_func([source, result]),
-                             ScheduleContext(Op.TRANSPOSE, None, value.dtype))
+        func = te.create_prim_func([source, result])
+        if have and not block and self.schedule is cpu.schedule:
+            func = schedule_unblock(func, have)
+        else:
+            func = self.schedule(func, ScheduleContext(Op.TRANSPOSE, None, value.dtype))
         gvar = self._add_func(("layout", value.type, have, block), func, f"layout_{have}_to_{block}",
                               value.name)
         return self.bb.emit(relax.call_tir(gvar, [self.env[(value, have)]], _relax_type(value, block)))
