@@ -233,3 +233,10 @@ def assert_equivalent(before: Graph, after: Graph, seed: int, *, rtol: float = 1
     for name, want, got in zip(before.output_names, interpret(before, inputs), interpret(after, inputs)):
         assert got.shape == want.shape and got.dtype == want.dtype, name
         np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=name)
+
+
+def adjoint_output_padding(attrs, x_shape, y_shape, w_shape) -> tuple[int, ...]:
+    """The output_padding that makes conv_transpose(y) as large as x, for y = conv(x):
+    it restores the tail of x the conv's stride dropped."""
+    return tuple(i - (s * (o - 1) + d * (k - 1) + 1 - pb - pe) for i, o, k, s, d, pb, pe in zip(
+        x_shape[2:], y_shape[2:], w_shape[2:], attrs.strides, attrs.dilations, attrs.pads_begin, attrs.pads_end))

@@ -15,7 +15,8 @@ from onnx import TensorProto, helper
 from convc.ir import ConvAttrs, ConvTransposeAttrs, GraphBuilder, Op, TensorType, interpret, verify
 from convc.ir.ops.conv import conv_reference
 from convc.passes.conv_transpose_to_conv import PASS
-from strategies import assert_equivalent, build_conv_graph, conv_cases, conv_transpose_cases
+from strategies import (adjoint_output_padding, assert_equivalent, build_conv_graph, conv_cases,
+                        conv_transpose_cases)
 
 
 def ops(graph):
@@ -56,9 +57,7 @@ def test_adjoint_of_conv(case, seed):
     x, w = rng.standard_normal(case.x_shape), rng.standard_normal(case.w_shape)
     cx = conv_reference(a, x, w)
     y = rng.standard_normal(cx.shape)
-    # output_padding makes conv_transpose(y) as large as x (the conv dropped a tail of x)
-    out_pad = tuple(i - (s * (o - 1) + d * (k - 1) + 1 - pb - pe) for i, o, k, s, d, pb, pe in zip(
-        x.shape[2:], cx.shape[2:], w.shape[2:], a.strides, a.dilations, a.pads_begin, a.pads_end))
+    out_pad = adjoint_output_padding(a, x.shape, cx.shape, w.shape)
     ct = ConvTransposeAttrs(a.strides, a.pads_begin, a.pads_end, out_pad, a.dilations, a.groups)
     cty = conv_transpose_via_pass(y, w, ct)
     assert cty.shape == x.shape

@@ -15,7 +15,8 @@ from convc.ir import ConvAttrs, ConvTransposeAttrs, GraphBuilder, Op, TensorType
 from convc.ir.ops.conv import conv_reference
 from convc.ir.ops.normalization import BatchNormAttrs
 from convc.passes import PIPELINE, conv_transpose_to_conv, run_pipeline, subpixel
-from strategies import ConvCase, assert_equivalent, build_conv_graph, conv_cases, conv_transpose_cases
+from strategies import (ConvCase, adjoint_output_padding, assert_equivalent, build_conv_graph, conv_cases,
+                        conv_transpose_cases)
 
 
 def ops(graph):
@@ -90,8 +91,7 @@ def test_adjoint_of_conv(case, seed):
     x, w = rng.standard_normal(case.x_shape), rng.standard_normal(case.w_shape)
     cx = conv_reference(a, x, w)
     y = rng.standard_normal(cx.shape)
-    out_pad = tuple(i - (s * (o - 1) + d * (k - 1) + 1 - pb - pe) for i, o, k, s, d, pb, pe in zip(
-        x.shape[2:], cx.shape[2:], w.shape[2:], a.strides, a.dilations, a.pads_begin, a.pads_end))
+    out_pad = adjoint_output_padding(a, x.shape, cx.shape, w.shape)
     b = GraphBuilder("ct")
     yin = b.add_input("y", TensorType(y.shape, "float64"))
     ct = ConvTransposeAttrs(a.strides, a.pads_begin, a.pads_end, out_pad, a.dilations, a.groups)

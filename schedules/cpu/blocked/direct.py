@@ -7,30 +7,14 @@ kernel, stride, dilation, padding and groups whose channels per group fill whole
 from __future__ import annotations
 
 from convc.schedules.cpu.blocked import tiled
-from convc.schedules.cpu.blocked.kernel import Kernel, KernelBuild
 from convc.schedules.cpu.blocked.machine import Machine
 from convc.schedules.cpu.blocked.problem import ConvProblem
 from convc.schedules.cpu.blocked.tiled import TileConfig
 
 
-class Direct(Kernel):
+class Direct(tiled.TiledKernel):
     name = "direct"
     efficiency = 0.85
-
-    def _decline(self, p: ConvProblem) -> str | None:
-        return tiled.tiled_decline(p)
-
-    def _default_config(self, p: ConvProblem, machine: Machine) -> TileConfig:
-        return tiled.tile_config(p, machine)
-
-    def _space(self, p: ConvProblem, machine: Machine) -> list[TileConfig]:
-        return tiled.tile_space(p, machine)
-
-    def build(self, p: ConvProblem, config: TileConfig) -> KernelBuild:
-        return tiled.build_tiled(p, config)
-
-    def _utilisation(self, p: ConvProblem, config: TileConfig, machine: Machine) -> float:
-        return tiled.utilisation(p, config, machine)
 
     def _extra_bytes(self, p: ConvProblem, config: TileConfig, machine: Machine) -> float:
         return tiled.pad_bytes(p)

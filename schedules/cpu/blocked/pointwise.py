@@ -7,13 +7,10 @@ since a 1x1 conv has no kernel taps to reuse an input scalar across.
 from __future__ import annotations
 
 from convc.schedules.cpu.blocked import tiled
-from convc.schedules.cpu.blocked.kernel import Kernel, KernelBuild
-from convc.schedules.cpu.blocked.machine import Machine
 from convc.schedules.cpu.blocked.problem import ConvProblem
-from convc.schedules.cpu.blocked.tiled import TileConfig
 
 
-class Pointwise(Kernel):
+class Pointwise(tiled.TiledKernel):
     name = "1x1"
     efficiency = 0.88
 
@@ -23,18 +20,6 @@ class Pointwise(Kernel):
         if p.padded:
             return f"padded ({p.pads_begin}/{p.pads_end})"
         return tiled.tiled_decline(p)
-
-    def _default_config(self, p: ConvProblem, machine: Machine) -> TileConfig:
-        return tiled.tile_config(p, machine)
-
-    def _space(self, p: ConvProblem, machine: Machine) -> list[TileConfig]:
-        return tiled.tile_space(p, machine)
-
-    def build(self, p: ConvProblem, config: TileConfig) -> KernelBuild:
-        return tiled.build_tiled(p, config)
-
-    def _utilisation(self, p: ConvProblem, config: TileConfig, machine: Machine) -> float:
-        return tiled.utilisation(p, config, machine)
 
 
 POINTWISE = Pointwise()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from tvm import s_tir, te
 
 from convc.schedules.cpu.blocked import stages
-from convc.schedules.cpu.blocked.kernel import KernelBuild, mark_scheduled
+from convc.schedules.cpu.blocked.kernel import Kernel, KernelBuild, mark_scheduled
 from convc.schedules.cpu.blocked.layout import Channel
 from convc.schedules.cpu.blocked.machine import Machine
 from convc.schedules.cpu.blocked.problem import ConvProblem
@@ -201,3 +201,23 @@ def pad_bytes(p: ConvProblem) -> float:
     for i, pb, pe in zip(p.in_size, p.pads_begin, p.pads_end):
         size *= i + pb + pe
     return 2.0 * 4 * size
+
+
+class TiledKernel(Kernel):
+    """A candidate built on the register-tiled conv (``direct``, ``1x1``): knobs, space,
+    build and utilisation are the tile's; subclasses say when they apply."""
+
+    def _decline(self, p: ConvProblem) -> str | None:
+        return tiled_decline(p)
+
+    def _default_config(self, p: ConvProblem, machine: Machine) -> TileConfig:
+        return tile_config(p, machine)
+
+    def _space(self, p: ConvProblem, machine: Machine) -> list[TileConfig]:
+        return tile_space(p, machine)
+
+    def build(self, p: ConvProblem, config: TileConfig) -> KernelBuild:
+        return build_tiled(p, config)
+
+    def _utilisation(self, p: ConvProblem, config: TileConfig, machine: Machine) -> float:
+        return utilisation(p, config, machine)
