@@ -19,9 +19,11 @@ and run libraries.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -151,7 +153,8 @@ class CompiledModel:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".so", dir=path.parent or ".")
         os.close(fd)
         try:
-            self._export(tmp)
+            with _without_vm_scope_noise():
+                self._export(tmp)
             with open(tmp, "rb") as f:
                 digest = hashlib.sha256(f.read()).digest()
             with open(tmp, "ab") as f:
@@ -160,6 +163,32 @@ class CompiledModel:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+# TVM's VM logs one line per constant when it saves or loads an executable; nothing a user
+# can act on, so convc drops exactly those lines (anything else TVM prints passes through).
+_VM_SCOPE_NOISE = ("Warning: Scope Saving", "Warning: Scope Loaded")
+
+
+@contextlib.contextmanager
+def _without_vm_scope_noise():
+    """Capture the process's stderr (fd 2, where TVM's C++ logging writes) around a call and
+    re-emit it without the VM's per-constant scope lines."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode(errors="replace")
+            kept = [line for line in text.splitlines(keepends=True)
+                    if not any(noise in line for noise in _VM_SCOPE_NOISE)]
+            if kept:
+                sys.stderr.write("".join(kept))
 
 
 def _check_trailer(path: Path) -> None:
@@ -182,7 +211,8 @@ def load(path: str | os.PathLike, device: str = "cpu") -> CompiledModel:
         raise LibraryError(f"{path}: no such library file")
     _check_trailer(path)
     try:
-        module = tvm.runtime.load_module(str(path))
+        with _without_vm_scope_noise():
+            module = tvm.runtime.load_module(str(path))
         return CompiledModel(module, lambda tmp: _copy_library(path, tmp), device)
     except ConvcError:
         raise

@@ -161,3 +161,11 @@ def test_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         model.export_library(tmp_path / "m.so")
     assert os.listdir(tmp_path) == []
+
+
+def test_export_and_load_print_no_per_constant_vm_noise(tmp_path, capfd):
+    from convc import zoo
+    import convc
+    convc.compile(zoo.build("tiny")).export_library(tmp_path / "m.so")
+    convc.load(tmp_path / "m.so")
+    assert "Scope" not in capfd.readouterr().err
