@@ -55,3 +55,25 @@ def test_blocked_values_read_plain_by_the_graph_output(spatial):
     graph = b.build([y])
     assert plan_layouts(graph, BLOCK)[y] == BLOCK
     check(graph, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(not BLOCK, reason="the host target has no blocked layout")
+@pytest.mark.parametrize("op, ceil, include_pad", [(Op.MAX_POOL, False, False), (Op.AVG_POOL, True, True),
+                                                   (Op.AVG_POOL, True, False), (Op.REDUCE_MEAN, False, False)])
+def test_reductions_on_blocked_values_compute_in_blocked_order(op, ceil, include_pad):
+    """Pools and spatial reductions between blocked convs (their result is computed in
+    (n, c/b, *s, c%b) order) match the interpreter."""
+    from convc.ir.ops.pool import PoolAttrs, ReduceAttrs
+    rng = np.random.default_rng(2)
+    b = GraphBuilder("pools")
+    x = b.add_input("x", TensorType((2, 3, 11, 10), "float32"))
+    conv = ConvAttrs((1, 1), (0, 0), (0, 0), (1, 1), 1)
+    y = b.emit1(Op.CONV, [x, b.constant(rng.standard_normal((BLOCK, 3, 1, 1)).astype(np.float32), "w")], conv)
+    attrs = (ReduceAttrs((2, 3), True) if op is Op.REDUCE_MEAN
+             else PoolAttrs((3, 3), (2, 2), (1, 1), (1, 0), (1, 1), ceil, include_pad))
+    p = b.emit1(op, [y], attrs)
+    z = b.emit1(Op.CONV, [p, b.constant(rng.standard_normal((BLOCK, BLOCK, 1, 1)).astype(np.float32), "w2")],
+                conv)
+    graph = b.build([z])
+    assert plan_layouts(graph, BLOCK)[p] == BLOCK
+    check(graph, rtol=1e-4, atol=1e-4)

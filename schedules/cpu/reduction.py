@@ -6,6 +6,9 @@ from tvm import s_tir, tirx
 from convc.schedules.cpu.common import is_empty, loop_extent
 
 
+VECTOR_EXTENTS = (4, 8, 16)
+
+
 def schedule_reduction(sch: s_tir.Schedule, block) -> None:
     """Fuse the leading spatial loops of ``block`` and run them in parallel.
 
@@ -22,6 +25,18 @@ def schedule_reduction(sch: s_tir.Schedule, block) -> None:
             sch.decompose_reduction(block, reduced[0])
         return
     if not spatial:
+        return
+    lanes = loop_extent(sch, spatial[-1])
+    if reduced and len(spatial) > 1 and lanes in VECTOR_EXTENTS:
+        # a short innermost output axis (the channel block of the blocked layout): reduce whole
+        # vectors of it at once, the reduction loops outside
+        sch.reorder(*spatial[:-1], *reduced, spatial[-1])
+        sch.vectorize(spatial[-1])
+        spatial = spatial[:-1]
+        fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0]
+        if loop_extent(sch, fused) > 1:
+            sch.parallel(fused)
+        sch.decompose_reduction(block, reduced[0])
         return
     fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0]
     if loop_extent(sch, fused) > 1:
