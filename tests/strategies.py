@@ -235,6 +235,20 @@ def assert_equivalent(before: Graph, after: Graph, seed: int, *, rtol: float = 1
         np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=name)
 
 
+def adjoint_case(case: "ConvCase", seed: int):
+    """Random x, w, y and conv(x) for the adjoint identity <conv(x), y> = <x, conv_transpose(y)>,
+    with the ConvTransposeAttrs of the transposed conv (same weight and attributes)."""
+    from convc.ir import ConvTransposeAttrs
+    from convc.ir.ops.conv import conv_reference
+    rng = np.random.default_rng(seed)
+    a = case.attrs
+    x, w = rng.standard_normal(case.x_shape), rng.standard_normal(case.w_shape)
+    cx = conv_reference(a, x, w)
+    y = rng.standard_normal(cx.shape)
+    out_pad = adjoint_output_padding(a, x.shape, cx.shape, w.shape)
+    return x, w, y, cx, ConvTransposeAttrs(a.strides, a.pads_begin, a.pads_end, out_pad, a.dilations, a.groups)
+
+
 def adjoint_output_padding(attrs, x_shape, y_shape, w_shape) -> tuple[int, ...]:
     """The output_padding that makes conv_transpose(y) as large as x, for y = conv(x):
     it restores the tail of x the conv's stride dropped."""

@@ -13,9 +13,8 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 from convc.ir import ConvAttrs, ConvTransposeAttrs, GraphBuilder, Op, TensorType, interpret, verify
-from convc.ir.ops.conv import conv_reference
 from convc.passes.conv_transpose_to_conv import PASS
-from strategies import (adjoint_output_padding, assert_equivalent, build_conv_graph, conv_cases,
+from strategies import (adjoint_case, assert_equivalent, build_conv_graph, conv_cases,
                         conv_transpose_cases)
 
 
@@ -52,13 +51,7 @@ def conv_transpose_via_pass(y: np.ndarray, w: np.ndarray, attrs: ConvTransposeAt
 @given(conv_cases(), st.integers(0, 2**16))
 def test_adjoint_of_conv(case, seed):
     """<conv(x), y> = <x, conv_transpose(y)> with the same weight, pads, strides, dilations, groups."""
-    rng = np.random.default_rng(seed)
-    a: ConvAttrs = case.attrs
-    x, w = rng.standard_normal(case.x_shape), rng.standard_normal(case.w_shape)
-    cx = conv_reference(a, x, w)
-    y = rng.standard_normal(cx.shape)
-    out_pad = adjoint_output_padding(a, x.shape, cx.shape, w.shape)
-    ct = ConvTransposeAttrs(a.strides, a.pads_begin, a.pads_end, out_pad, a.dilations, a.groups)
+    x, w, y, cx, ct = adjoint_case(case, seed)
     cty = conv_transpose_via_pass(y, w, ct)
     assert cty.shape == x.shape
     np.testing.assert_allclose(np.vdot(cx, y), np.vdot(x, cty), rtol=1e-9, atol=1e-9)

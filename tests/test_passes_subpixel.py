@@ -11,11 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from convc.analysis import node_flops
-from convc.ir import ConvAttrs, ConvTransposeAttrs, GraphBuilder, Op, TensorType, interpret, verify
-from convc.ir.ops.conv import conv_reference
+from convc.ir import ConvTransposeAttrs, GraphBuilder, Op, TensorType, interpret, verify
 from convc.ir.ops.normalization import BatchNormAttrs
 from convc.passes import PIPELINE, conv_transpose_to_conv, run_pipeline, subpixel
-from strategies import (ConvCase, adjoint_output_padding, assert_equivalent, build_conv_graph, conv_cases,
+from strategies import (ConvCase, adjoint_case, assert_equivalent, build_conv_graph, conv_cases,
                         conv_transpose_cases)
 
 
@@ -86,15 +85,9 @@ def test_same_outputs_with_strides_beyond_the_kernel(case, seed, const_weight):
 @given(conv_cases(), st.integers(0, 2**16))
 def test_adjoint_of_conv(case, seed):
     """<conv(x), y> = <x, subpixel_form(y)> with the same weight, pads, strides, dilations, groups."""
-    rng = np.random.default_rng(seed)
-    a: ConvAttrs = case.attrs
-    x, w = rng.standard_normal(case.x_shape), rng.standard_normal(case.w_shape)
-    cx = conv_reference(a, x, w)
-    y = rng.standard_normal(cx.shape)
-    out_pad = adjoint_output_padding(a, x.shape, cx.shape, w.shape)
+    x, w, y, cx, ct = adjoint_case(case, seed)
     b = GraphBuilder("ct")
     yin = b.add_input("y", TensorType(y.shape, "float64"))
-    ct = ConvTransposeAttrs(a.strides, a.pads_begin, a.pads_end, out_pad, a.dilations, a.groups)
     graph = subpixel_form(b.build([b.emit1(Op.CONV_TRANSPOSE, [yin, b.constant(w, "w")], ct)]))
     assert Op.CONV_TRANSPOSE not in ops(graph)
     (cty,) = interpret(graph, {"y": y})
