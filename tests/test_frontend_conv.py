@@ -21,14 +21,21 @@ from onnx_oracles import assert_close, node_model, run_convc, run_ort, run_refer
 AUTO_PADS = ["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"]
 
 
-@st.composite
-def conv_problems(draw):
+def draw_window(draw):
+    """The attributes Conv and ConvTranspose sweeps share: rank, groups, channels, kernel,
+    strides, dilations."""
     ndim = draw(st.integers(1, 3))
     groups = draw(st.sampled_from([1, 2]))
     cin, cout = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
     kernel = [draw(st.integers(1, 3)) for _ in range(ndim)]
     strides = [draw(st.integers(1, 3)) for _ in range(ndim)]
     dilations = [draw(st.integers(1, 2)) for _ in range(ndim)]
+    return ndim, groups, cin, cout, kernel, strides, dilations
+
+
+@st.composite
+def conv_problems(draw):
+    ndim, groups, cin, cout, kernel, strides, dilations = draw_window(draw)
     auto_pad = draw(st.sampled_from(AUTO_PADS))
     pads = [draw(st.integers(0, 2)) for _ in range(2 * ndim)] if auto_pad == "NOTSET" else None
     size_min = [d * (k - 1) + 1 for k, d in zip(kernel, dilations)]
@@ -57,12 +64,7 @@ def test_conv_matches_oracle(problem, rnd):
 
 @st.composite
 def conv_transpose_problems(draw):
-    ndim = draw(st.integers(1, 3))
-    groups = draw(st.sampled_from([1, 2]))
-    cin, cout = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
-    kernel = [draw(st.integers(1, 3)) for _ in range(ndim)]
-    strides = [draw(st.integers(1, 3)) for _ in range(ndim)]
-    dilations = [draw(st.integers(1, 2)) for _ in range(ndim)]
+    ndim, groups, cin, cout, kernel, strides, dilations = draw_window(draw)
     spatial = [draw(st.integers(1, 4)) for _ in range(ndim)]
     form = draw(st.sampled_from(["pads", "output_shape", "SAME_UPPER", "SAME_LOWER", "VALID"]))
     # ONNX allows output_padding < max(stride, dilation); onnxruntime only < stride
