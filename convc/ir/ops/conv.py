@@ -30,6 +30,8 @@ class Algorithm(str, enum.Enum):
     DEPTHWISE = "depthwise"
     NARROW = "narrow"
     GENERIC = "generic"
+    IMPLICIT_GEMM = "implicit_gemm"  # CUDA: the im2col GEMM without a patch matrix
+    TENSOR_CORE = "tensorcore"       # CUDA: implicit GEMM on fp16 tensor cores
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""CUDA schedules: conv kernels in ``conv``, every other PrimFunc scheduled here."""

@@ -1,0 +1,1 @@
+"""CUDA convolution kernels: candidates, their cost model and selection."""
