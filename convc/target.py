@@ -2,7 +2,8 @@
 
 TVM 0.27 takes targets as JSON dicts; the old ``"llvm -mcpu=..."`` strings are
 rejected and ``mcpu=native`` falls back to a generic CPU, so the host CPU and its
-core count are detected here.
+core count are detected here. A CUDA target names its GPU architecture (``sm_90``);
+plain ``"cuda"`` is the local GPU's, and its host code runs on the ``llvm`` host target.
 """
 from __future__ import annotations
 
@@ -28,12 +29,43 @@ def _llvm(option: str) -> dict:
             "num-cores": _host_cores()}
 
 
-# kind -> (option after ':') -> target dict; "cuda" joins here with its GPU backend.
-_KINDS: dict[str, Callable[[str], dict]] = {"llvm": _llvm}
+# CUDA architectures nvcc 13 compiles for ("a": the arch-specific feature set)
+CUDA_ARCHS = ("sm_75", "sm_80", "sm_86", "sm_87", "sm_88", "sm_89", "sm_90", "sm_90a", "sm_100",
+              "sm_100a", "sm_103", "sm_103a", "sm_110", "sm_120", "sm_120a", "sm_121")
+
+
+def local_cuda_arch() -> str | None:
+    """The architecture of CUDA device 0 (``sm_86``), or None when there is no usable GPU."""
+    device = tvm.runtime.cuda(0)
+    try:
+        if not device.exist:
+            return None
+        return "sm_" + str(device.compute_version).replace(".", "")
+    except Exception:  # no CUDA runtime in this TVM build, or no driver
+        return None
+
+
+def _cuda(option: str) -> dict:
+    arch = option.lower()
+    if not arch:
+        arch = local_cuda_arch()
+        if arch is None:
+            raise ConvcError("target 'cuda': no CUDA device found to take the architecture from; "
+                             "name one, e.g. --target cuda:sm_90 (A100: sm_80, H100: sm_90)")
+    elif arch not in CUDA_ARCHS:
+        raise ConvcError(f"target 'cuda:{option}': unknown CUDA architecture {option!r}; "
+                         f"choose from {', '.join(CUDA_ARCHS)}")
+    return {"kind": "cuda", "arch": arch, "host": _llvm("")}
+
+
+# kind -> (option after ':') -> target dict
+_KINDS: dict[str, Callable[[str], dict]] = {"llvm": _llvm, "cuda": _cuda}
 
 
 def resolve_target(spec: str = "llvm") -> tvm.target.Target:
-    """The TVM target for ``spec``: ``"llvm"`` is the host CPU (its LLVM CPU name and core count).
+    """The TVM target for ``spec``: ``"llvm"`` is the host CPU (its LLVM CPU name and core count);
+    ``"cuda:sm_90"`` a GPU of that architecture with the host CPU as its host, ``"cuda"`` the
+    local GPU (a ``ConvcError`` asks for an architecture when there is none).
 
     Raises ``ConvcError`` for a target convc cannot generate code for.
     """
