@@ -1,0 +1,114 @@
+"""TE pieces the CUDA conv kernels share: arguments, the padded input read, the epilogue.
+
+Index conventions: data ``(N, C, *S)`` plain; output ``(N, M, *O)``; a reduction index
+``k`` over one group's ``C/g * taps`` runs channel-major, taps in row-major order of
+the kernel window (the order of ONNX's ``(M, C/g, *K)`` weight flattened per channel).
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from tvm import te, tirx
+
+from convc.lower.broadcast import broadcast_read
+from convc.lower.elementwise import BINARY, UNARY
+from convc.schedules.cpu.blocked.problem import ConvProblem
+
+ACC = "acc"            # the accumulating block of every kernel
+EPILOGUE = "out"       # bias + epilogue, written once to the output
+
+
+def unravel(index, extents: Sequence[int]) -> list:
+    """The row-major coordinates of a flat ``index`` over ``extents``."""
+    coords = []
+    for extent in reversed(extents[1:]):
+        coords.append(tirx.floormod(index, extent))
+        index = tirx.floordiv(index, extent)
+    return [index, *reversed(coords)]
+
+
+def flat(coords: Sequence, extents: Sequence[int]):
+    """The row-major flat index of ``coords`` over ``extents``."""
+    index = coords[0]
+    for c, extent in zip(coords[1:], extents[1:]):
+        index = index * extent + c
+    return index
+
+
+def inputs(p: ConvProblem, weight_shape: Sequence[int], bias_shape: Sequence[int] = ()
+           ) -> tuple[te.Tensor, te.Tensor, te.Tensor | None, list[te.Tensor]]:
+    """Placeholders of data, packed weight, packed bias (None without one) and epilogue operands."""
+    data = te.placeholder(p.in_shape, p.dtype, name="data")
+    weight = te.placeholder(tuple(weight_shape), p.dtype, name="weight")
+    bias = te.placeholder(tuple(bias_shape or (p.out_channels,)), p.dtype, name="bias") if p.has_bias else None
+    operands = [te.placeholder(shape, p.dtype, name=f"operand{i}") for i, shape in enumerate(p.operand_shapes)]
+    return data, weight, bias, operands
+
+
+def padded_read(p: ConvProblem, data: te.Tensor, n, channel, out_pos: Sequence, taps: Sequence,
+                extra_inside=None):
+    """``data`` at the input position output ``out_pos`` reads through kernel tap ``taps``,
+    zero in the padding (and where ``extra_inside`` is false)."""
+    pos = [o * s + t * d - b for o, t, s, d, b in zip(out_pos, taps, p.strides, p.dilations, p.pads_begin)]
+    checks = [x >= 0 for x, b in zip(pos, p.pads_begin) if b > 0]
+    checks += [x < size for x, size, e in zip(pos, p.in_size, p.pads_end) if e > 0]
+    if extra_inside is not None:
+        checks.append(extra_inside)
+    if not checks:
+        return data[(n, channel, *pos)]
+    return tirx.if_then_else(tirx.all(*checks), data[(n, channel, *pos)], tirx.const(0.0, p.dtype))
+
+
+def epilogue(p: ConvProblem, acc: te.Tensor, bias: te.Tensor | None, operands: Sequence[te.Tensor],
+             bias_index=lambda m: (m,)) -> te.Tensor:
+    """The output ``(N, M, *O)``: the epilogue steps applied to ``acc + bias`` (``acc`` has
+    the output's shape), as ``convc.lower.conv.conv_nd`` applies them."""
+    def body(*i):
+        value = acc[i] if bias is None else acc[i] + bias[bias_index(i[1])]
+        pending = iter(operands)
+        for step in p.epilogue:
+            if step.binary:
+                value = BINARY[step.op](value, broadcast_read(next(pending), i))
+            else:
+                value = UNARY[step.op](step.attrs, value)
+        return value
+    return te.compute(p.out_shape, body, name=EPILOGUE)
+
+
+def flat_epilogue(p: ConvProblem, acc: te.Tensor, bias: te.Tensor | None,
+                  operands: Sequence[te.Tensor]) -> te.Tensor:
+    """The output in the flat domain ``(N, G, M/G, P)`` (``P`` the output positions in
+    row-major order) from ``acc`` indexed ``[n, g, m, q]`` (it may be padded beyond
+    ``M/G`` and ``P``); ``unflatten_output`` gives the output buffer its ``(N, M, *O)`` shape."""
+    mg = p.out_per_group
+
+    def body(n, g, m, q):
+        channel = g * mg + m
+        value = acc[n, g, m, q] if bias is None else acc[n, g, m, q] + bias[channel]
+        index = (n, channel, *unravel(q, p.out_size))
+        pending = iter(operands)
+        for step in p.epilogue:
+            if step.binary:
+                value = BINARY[step.op](value, broadcast_read(next(pending), index))
+            else:
+                value = UNARY[step.op](step.attrs, value)
+        return value
+    return te.compute((p.batch, p.groups, mg, out_positions(p)), body, name=EPILOGUE)
+
+
+def unflatten_output(sch, p: ConvProblem) -> None:
+    """Give the output of a ``flat_epilogue`` its ``(N, M, *O)`` shape (same memory order)."""
+    mg = p.out_per_group
+    sch.transform_layout(sch.get_sblock(EPILOGUE), ("write", 0),
+                         lambda n, g, m, q: (n, g * mg + m, *unravel(q, p.out_size)))
+
+
+def prim_func(data, weight, bias, operands, out) -> tirx.PrimFunc:
+    """The PrimFunc over the kernel arguments in the protocol's order."""
+    args = [data, weight, *([bias] if bias is not None else []), *operands, out]
+    return te.create_prim_func(args)
+
+
+def out_positions(p: ConvProblem) -> int:
+    return math.prod(p.out_size)
