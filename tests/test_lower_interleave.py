@@ -2,9 +2,13 @@
 import numpy as np
 import pytest
 
+from tvm import te, tirx
+
 from convc.ir import ConvAttrs, GraphBuilder, Op, TensorType
 from convc.ir.ops.movement import InterleaveAttrs
 from convc.layout import plan_layouts
+from convc.schedules.cpu import ScheduleContext
+from convc.schedules.cpu.interleave import interleave_phases
 from convc.target import channel_block
 from lower_check import TARGET, check
 
@@ -27,19 +31,48 @@ def test_interleave_of_plain_inputs(strides, starts, q, out, phases_as_inputs):
 
 
 @pytest.mark.skipif(not BLOCK, reason="the host target has no blocked layout")
-def test_interleave_stays_blocked_between_convs():
+@pytest.mark.parametrize("strides, starts, q, out, phases_as_inputs", [
+    ((2, 2), (1, 1), (4, 4), (7, 7), True),      # a crop: the generic schedule
+    ((2, 2), (0, 0), (4, 5), (8, 10), True),     # phases unrolled (interleave_phases)
+    ((2, 2), (2, 0), (4, 3), (6, 6), False),     # one input holding every phase, cropped by a stride
+    ((4,), (0,), (5,), (20,), True),
+])
+def test_interleave_stays_blocked_between_convs(strides, starts, q, out, phases_as_inputs):
     rng = np.random.default_rng(0)
     b = GraphBuilder("blocked")
-    x = b.add_input("x", TensorType((1, BLOCK, 4, 4), "float32"))
-    attrs = ConvAttrs((1, 1), (0, 0), (0, 0), (1, 1), 1)
-    phases = [b.emit1(Op.CONV, [x, b.constant(rng.standard_normal((BLOCK, BLOCK, 1, 1)).astype(np.float32), "w")],
-                      attrs) for _ in range(4)]
-    y = b.emit1(Op.INTERLEAVE, phases, InterleaveAttrs((2, 2), (1, 1), (7, 7)))
-    z = b.emit1(Op.CONV, [y, b.constant(rng.standard_normal((BLOCK, BLOCK, 3, 3)).astype(np.float32), "w2")],
-                ConvAttrs((1, 1), (1, 1), (1, 1), (1, 1), 1))
+    ndim, count = len(strides), int(np.prod(strides))
+    x = b.add_input("x", TensorType((1, BLOCK, *q), "float32"))
+    attrs = ConvAttrs((1,) * ndim, (0,) * ndim, (0,) * ndim, (1,) * ndim, 1)
+    shapes = [(BLOCK, BLOCK)] * count if phases_as_inputs else [(count * BLOCK, BLOCK)]
+    phases = [b.emit1(Op.CONV, [x, b.constant(rng.standard_normal((*s, *(1,) * ndim)).astype(np.float32), "w")],
+                      attrs) for s in shapes]
+    y = b.emit1(Op.INTERLEAVE, phases, InterleaveAttrs(strides, starts, out))
+    z = b.emit1(Op.CONV, [y, b.constant(rng.standard_normal((BLOCK, BLOCK, *(3,) * ndim)).astype(np.float32), "w2")],
+                ConvAttrs((1,) * ndim, (1,) * ndim, (1,) * ndim, (1,) * ndim, 1))
     graph = b.build([z])
     assert plan_layouts(graph, BLOCK)[y] == BLOCK
     check(graph, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(not BLOCK, reason="the host target has no blocked layout")
+@pytest.mark.parametrize("starts, out, applies", [((0, 0), (8, 8), True), ((1, 1), (7, 7), False)])
+def test_phase_loops_replace_the_division_when_the_crop_is_whole_rows(starts, out, applies):
+    phases = [te.placeholder((1, 1, 4, 4, BLOCK), name=f"p{i}") for i in range(4)]
+    node_attrs = InterleaveAttrs((2, 2), starts, out)
+
+    def element(n, c, h, w, ci):
+        rows, phase = ((h + starts[0]) // 2, (w + starts[1]) // 2), ((h + starts[0]) % 2) * 2 + (w + starts[1]) % 2
+        value = phases[0][n, c, rows[0], rows[1], ci]
+        for k in range(1, 4):
+            value = tirx.Select(phase == k, phases[k][n, c, rows[0], rows[1], ci], value)
+        return value
+    y = te.compute((1, 1, *out, BLOCK), element, name="interleave")
+    func = te.create_prim_func([*phases, y])
+    sch = interleave_phases(func, ScheduleContext(Op.INTERLEAVE, node_attrs, "float32"))
+    assert (sch is not None) == applies
+    if applies:
+        text = sch.mod["main"].script()
+        assert "T.unroll(2)" in text and "T.vectorized" in text
 
 
 @pytest.mark.skipif(not BLOCK, reason="the host target has no blocked layout")
