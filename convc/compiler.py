@@ -6,7 +6,8 @@ from typing import Callable, Collection, Mapping, Sequence
 
 import onnx
 
-from convc.errors import ShapeError
+from convc.backend import backend_of
+from convc.errors import ConvcError, ShapeError
 from convc.frontends.onnx import import_model
 from convc.ir import Graph, verify
 from convc.ir.types import FLOAT_DTYPES
@@ -14,11 +15,12 @@ from convc.lower import build
 from convc.passes import run_pipeline
 from convc.passes.select_schedule import Decision, ScheduleRequest, select_schedules
 from convc.runtime import CompiledModel
-from convc.target import channel_block, resolve_target
+from convc.target import resolve_target
 from convc.tune.apply import load_tuned
 
 ModelLike = str | os.PathLike | onnx.ModelProto
 DumpFn = Callable[[str, Graph], None]
+DTYPES = ("float32", "float16")  # the precision convs and activations compute in
 
 
 def check_io_dtypes(graph: Graph) -> None:
@@ -42,20 +44,44 @@ def lower_to_ir(model: ModelLike, input_shapes: Mapping[str, Sequence[int]] | No
     return run_pipeline(graph, dump=dump_ir, disable=disable_passes)
 
 
+def check_dtype(dtype: str) -> None:
+    if dtype not in DTYPES:
+        raise ConvcError(f"--dtype {dtype!r}: convc computes in {' or '.join(DTYPES)}")
+
+
+def convert_dtype(graph: Graph, dtype: str, dump_ir: DumpFn | None = None) -> Graph:
+    """``graph`` computing in ``dtype``: unchanged for float32; for float16 the weights are
+    converted now and activations computed in float16 (``convc.passes.precision``)."""
+    check_dtype(dtype)
+    if dtype == "float32":
+        return graph
+    from convc.passes.precision import convert_precision
+    graph = convert_precision(graph, dtype)
+    if dump_ir is not None:
+        dump_ir("precision", graph)
+    return graph
+
+
 def plan_schedules(model: ModelLike, target: str = "llvm",
                    input_shapes: Mapping[str, Sequence[int]] | None = None, schedule: str | None = None,
                    dump_ir: DumpFn | None = None, disable_passes: Collection[str] = (),
-                   tuning_db: str | os.PathLike | None = None) -> tuple[Graph, list[Decision]]:
+                   tuning_db: str | os.PathLike | None = None,
+                   dtype: str = "float32") -> tuple[Graph, list[Decision]]:
     """The rewritten graph with a kernel chosen for every conv, and the decisions."""
-    graph, decisions, _ = _plan(model, target, input_shapes, schedule, dump_ir, disable_passes, tuning_db)
+    graph, decisions, _ = _plan(model, target, input_shapes, schedule, dump_ir, disable_passes, tuning_db,
+                                dtype)
     return graph, decisions
 
 
-def _plan(model, target, input_shapes, schedule, dump_ir, disable_passes, tuning_db):
+def _plan(model, target, input_shapes, schedule, dump_ir, disable_passes, tuning_db, dtype):
     tvm_target = resolve_target(target)
-    graph = lower_to_ir(model, input_shapes, dump_ir, disable_passes)
+    backend = backend_of(tvm_target)
+    request = ScheduleRequest.parse(schedule, backend.choices)
+    check_dtype(dtype)  # before the import: a typo costs nothing
+    graph = convert_dtype(lower_to_ir(model, input_shapes, dump_ir, disable_passes), dtype, dump_ir)
     tuned = load_tuned(os.fspath(tuning_db), graph, tvm_target).choices if tuning_db is not None else None
-    graph, decisions = select_schedules(graph, channel_block(tvm_target), ScheduleRequest.parse(schedule), tuned)
+    graph, decisions = select_schedules(graph, backend.channel_block(tvm_target), request, tuned,
+                                        backend, backend.machine(tvm_target))
     if dump_ir is not None:
         dump_ir("select_schedule", graph)
     return graph, decisions, tuned
@@ -64,8 +90,11 @@ def _plan(model, target, input_shapes, schedule, dump_ir, disable_passes, tuning
 def compile(model: ModelLike, target: str = "llvm",
             input_shapes: Mapping[str, Sequence[int]] | None = None,
             dump_ir: DumpFn | None = None, schedule: str | None = None,
-            disable_passes: Collection[str] = (), tuning_db: str | os.PathLike | None = None) -> CompiledModel:
-    """Compile an ONNX model (path or ModelProto) for ``target`` ("llvm" = this CPU).
+            disable_passes: Collection[str] = (), tuning_db: str | os.PathLike | None = None,
+            dtype: str = "float32") -> CompiledModel:
+    """Compile an ONNX model (path or ModelProto) for ``target``: "llvm" (this CPU),
+    "cuda:sm_90" (a GPU of that architecture; no GPU needed to build) or "cuda" (this
+    machine's GPU).
 
     ``input_shapes`` fixes symbolic input dimensions (``{"input": (1, 3, 224, 224)}``).
     ``dump_ir(pass_name, graph)`` is called after the import and after every pass.
@@ -75,8 +104,10 @@ def compile(model: ModelLike, target: str = "llvm",
     ``tuning_db`` is a directory written by ``convc tune``: each conv uses the best record
     of its task (warnings name the tasks without one and the records ignored as measured
     for another target or by incompatible versions).
+    ``dtype`` is the precision of the computation: "float32" (default) or "float16"
+    (weights converted at compile time; see ``convc.passes.precision``).
     Returns a ``CompiledModel``; its ``run`` takes and returns NumPy arrays (NCHW, as
     in the ONNX model) and ``export_library`` writes a self-contained shared library.
     """
-    graph, _, tuned = _plan(model, target, input_shapes, schedule, dump_ir, disable_passes, tuning_db)
+    graph, _, tuned = _plan(model, target, input_shapes, schedule, dump_ir, disable_passes, tuning_db, dtype)
     return build(graph, resolve_target(target), tuned)

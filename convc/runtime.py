@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import json
 import os
 import sys
@@ -75,30 +76,91 @@ class Signature:
         specs = lambda ts: tuple(TensorSpec(t["name"], tuple(t["shape"]), t["dtype"]) for t in ts)  # noqa: E731
         return Signature(specs(data["inputs"]), specs(data["outputs"]), data["convc_version"], data["target"])
 
+    @property
+    def device(self) -> str:
+        """The device the library runs on ("cpu", "cuda"), from its target's kind."""
+        try:
+            kind = json.loads(self.target)["kind"]
+        except (ValueError, TypeError, KeyError):  # not a JSON target: its kind leads
+            kind = self.target.split()[0] if self.target else ""
+        return DEVICE_OF_KIND.get(kind, kind)
 
-# device name -> TVM device; "cuda" joins here with the GPU backend
-_DEVICES: dict[str, Callable[[], Any]] = {"cpu": lambda: tvm.runtime.cpu(0)}
+
+# TVM target kind -> the device name its libraries run on
+DEVICE_OF_KIND = {"llvm": "cpu", "cuda": "cuda"}
+
+
+@dataclass(frozen=True)
+class _Device:
+    """A device name's TVM device, and whether this machine has one."""
+
+    make: Callable[[], Any]
+    missing: str  # why there is none, when there is none ("" when it exists)
+
+
+def _cuda_missing() -> str:
+    try:
+        if tvm.runtime.cuda(0).exist:
+            return ""
+    except Exception:  # a TVM built without its CUDA runtime, or no driver
+        pass
+    return "no CUDA device (no GPU, driver or CUDA runtime found on this machine)"
+
+
+# device name -> TVM device
+_DEVICES: dict[str, Callable[[], _Device]] = {
+    "cpu": lambda: _Device(lambda: tvm.runtime.cpu(0), ""),
+    "cuda": lambda: _Device(lambda: tvm.runtime.cuda(0), _cuda_missing()),
+}
+
+
+def _check_device_name(name: str) -> None:
+    if name not in _DEVICES:
+        raise ConvcError(f"unknown device {name!r}; supported: {', '.join(sorted(_DEVICES))}")
 
 
 def _device(name: str):
-    if name not in _DEVICES:
-        raise ConvcError(f"unknown device {name!r}; supported: {', '.join(sorted(_DEVICES))}")
-    return _DEVICES[name]()
+    """The TVM device called ``name``; ``ConvcError`` when this machine has none."""
+    _check_device_name(name)
+    device = _DEVICES[name]()
+    if device.missing:
+        raise ConvcError(f"cannot run on device {name!r}: {device.missing}")
+    return device.make()
+
+
+# the byte alignment TVM's kernels assume of tensor data (tvm::runtime::kAllocAlignment)
+ALIGNMENT = 64
+OUTPUT_FORMS = ("numpy", "dlpack")
 
 
 class CompiledModel:
     """A compiled model ready to run: ``run``, ``benchmark``, ``export_library``.
 
     Made by ``convc.lower.build`` (from a TVM executable) or by ``load`` (from a file).
+    The Relax VM is created on the first run, so a model built for a GPU this machine
+    lacks can still be exported; running it raises ``ConvcError`` ("no CUDA device").
     """
 
-    def __init__(self, module: Any, export: Callable[[str], None], device: str = "cpu"):
-        """Wrap a Relax VM executable ``module``; ``export(path)`` writes its shared object."""
-        self._device = _device(device)
-        self._vm = tvm.runtime.vm.VirtualMachine(module, self._device)
-        self._main = self._vm["main"]
+    def __init__(self, module: Any, export: Callable[[str], None], signature: Signature,
+                 device: str | None = None, vm: Any = None, device_code: Any = None):
+        """Wrap a Relax VM executable ``module`` computing ``signature``; ``export(path)``
+        writes its shared object. ``device`` ("cpu", "cuda") defaults to the signature
+        target's; another one is a ``ConvcError``. ``vm``: a VM of ``module`` already on
+        that device. ``device_code``: the build's ``convc.backend.DeviceCode``, if any."""
+        device = device or signature.device
+        _check_device_name(device)
+        if device != signature.device:
+            raise ConvcError(f"the library was compiled for {signature.device} (target {signature.target}); "
+                             f"it cannot run on device {device!r}"
+                             + (f": load it with device={signature.device!r}" if signature.device in _DEVICES
+                                else ""))
+        self.signature = signature
+        self.device = device
+        self.device_code = device_code
+        self._module = module
         self._export = export
-        self.signature = Signature.from_json(str(self._vm[SIGNATURE_FUNCTION]()))
+        self._vm = vm
+        self._tvm_device = None
 
     @property
     def inputs(self) -> tuple[TensorSpec, ...]:
@@ -108,7 +170,19 @@ class CompiledModel:
     def outputs(self) -> tuple[TensorSpec, ...]:
         return self.signature.outputs
 
-    def _arguments(self, inputs: Mapping[str, np.ndarray]) -> list:
+    def _session(self):
+        """(TVM device, VM ``main``), created on first use."""
+        if self._tvm_device is None:
+            self._tvm_device = _device(self.device)
+        if self._vm is None:
+            try:
+                self._vm = tvm.runtime.vm.VirtualMachine(self._module, self._tvm_device)
+            except Exception as err:
+                raise ConvcError(f"cannot start the model on {self.device}: {_last_line(err)}") from err
+        return self._tvm_device, self._vm["main"]
+
+    def _arguments(self, inputs: Mapping[str, Any]) -> list:
+        device, _ = self._session()
         expected = {s.name for s in self.inputs}
         unknown = sorted(set(inputs) - expected)
         if unknown:
@@ -118,32 +192,44 @@ class CompiledModel:
         for spec in self.inputs:
             if spec.name not in inputs:
                 raise InputError(f"missing input {spec.describe()}")
-            array = np.asarray(inputs[spec.name])
-            if array.dtype != np.dtype(spec.dtype) or array.shape != spec.shape:
-                raise InputError(f"input {spec.name!r}: expected {spec.dtype}{list(spec.shape)}, "
-                                 f"got {array.dtype.name}{list(array.shape)}")
-            args.append(tvm.runtime.tensor(np.require(array, requirements="C"), self._device))
+            args.append(_argument(spec, inputs[spec.name], device))
         return args
 
     def _call(self, args: Sequence) -> list:
+        _, main = self._session()
         try:
-            return list(self._main(*args))
+            return list(main(*args))
         except Exception as err:  # a TVM runtime failure: never a raw traceback
-            raise ConvcError(f"running the model failed: {str(err).strip().splitlines()[-1]}") from err
+            raise ConvcError(f"running the model failed: {_last_line(err)}") from err
 
-    def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        """Run on named NumPy inputs; return the outputs in the model's output order."""
-        return [out.numpy() for out in self._call(self._arguments(inputs))]
+    def run(self, inputs: Mapping[str, Any], output: str = "numpy") -> list:
+        """Run on named inputs; return the outputs in the model's output order.
 
-    def benchmark(self, inputs: Mapping[str, np.ndarray], repeat: int) -> list[float]:
+        An input is a NumPy array (copied to the device unless it already lies there:
+        a C-contiguous, 64-byte aligned array is passed to a CPU model without a copy) or
+        any DLPack producer (an object with ``__dlpack__``: a PyTorch tensor, a CuPy or
+        JAX array, ...), which is passed without a copy when it is on the model's device,
+        C-contiguous and aligned, and must have the input's exact shape and dtype.
+        ``output="numpy"`` returns NumPy arrays; ``output="dlpack"`` returns the output
+        tensors on the model's device without a copy (``tvm.runtime.Tensor``, DLPack
+        producers: ``torch.from_dlpack(t)``, ``np.from_dlpack(t)`` for a CPU model).
+        """
+        if output not in OUTPUT_FORMS:
+            raise ConvcError(f"run(output={output!r}): choose from {', '.join(OUTPUT_FORMS)}")
+        outs = self._call(self._arguments(inputs))
+        return outs if output == "dlpack" else [out.numpy() for out in outs]
+
+    def benchmark(self, inputs: Mapping[str, Any], repeat: int) -> list[float]:
         """Seconds per run for ``repeat`` runs, after one warm-up run."""
         args = self._arguments(inputs)
+        device, _ = self._session()
         self._call(args)
+        device.sync()
         times = []
         for _ in range(repeat):
             start = time.perf_counter()
             self._call(args)
-            self._device.sync()
+            device.sync()
             times.append(time.perf_counter() - start)
         return times
 
@@ -163,6 +249,51 @@ class CompiledModel:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def _argument(spec: TensorSpec, value: Any, device) -> Any:
+    """One input as a TVM tensor on ``device``, without a copy where the value allows."""
+    if isinstance(value, np.ndarray) or not hasattr(value, "__dlpack__"):
+        array = np.asarray(value)
+        _check_type(spec, array.dtype.name, array.shape, "")
+        if device.dlpack_device_type() == tvm.runtime.cpu().dlpack_device_type() and _aligned(array):
+            try:
+                return tvm.runtime.from_dlpack(array, require_contiguous=True)
+            except (BufferError, ValueError, RuntimeError, TypeError):
+                pass  # read-only or strided: copied below
+        return tvm.runtime.tensor(np.ascontiguousarray(array), device)
+    try:
+        tensor = tvm.runtime.from_dlpack(value)
+    except Exception as err:
+        raise InputError(f"input {spec.name!r}: cannot read the {type(value).__name__} through DLPack: "
+                         f"{_last_line(err)}") from None
+    _check_type(spec, str(tensor.dtype), tuple(tensor.shape), f" ({type(value).__name__} on {tensor.device})")
+    on_device = (tensor.device.dlpack_device_type() == device.dlpack_device_type()
+                 and tensor.device.index == device.index)
+    if tensor.device.dlpack_device_type() == tvm.runtime.cpu().dlpack_device_type() and not on_device:
+        return tvm.runtime.tensor(np.from_dlpack(tensor), device)  # host data: one copy to the device
+    if not on_device:
+        raise InputError(f"input {spec.name!r}: the tensor is on {tensor.device}, the model runs on {device}")
+    if not tensor.is_contiguous() or tensor.data_ptr % ALIGNMENT:
+        copy = tvm.runtime.empty(tensor.shape, tensor.dtype, device)
+        copy.copyfrom(tensor)
+        return copy
+    return tensor
+
+
+def _aligned(array: np.ndarray) -> bool:
+    return array.flags.c_contiguous and array.ctypes.data % ALIGNMENT == 0
+
+
+def _check_type(spec: TensorSpec, dtype: str, shape: tuple, where: str) -> None:
+    if dtype != spec.dtype or tuple(shape) != spec.shape:
+        raise InputError(f"input {spec.name!r}: expected {spec.dtype}{list(spec.shape)}, "
+                         f"got {dtype}{list(shape)}{where}")
+
+
+def _last_line(err: BaseException) -> str:
+    lines = [line for line in str(err).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(err).__name__
 
 
 # TVM's VM logs one line per constant when it saves or loads an executable; nothing a user
@@ -201,23 +332,42 @@ def _check_trailer(path: Path) -> None:
         raise LibraryError(f"{path}: the library is corrupt (its checksum does not match)")
 
 
-def load(path: str | os.PathLike, device: str = "cpu") -> CompiledModel:
-    """Load a library written by ``CompiledModel.export_library``.
+def load(path: str | os.PathLike, device: str | None = None) -> CompiledModel:
+    """Load a library written by ``CompiledModel.export_library``, to run on ``device``
+    ("cpu", "cuda"; default: the device the library was compiled for).
 
-    Raises ``LibraryError`` when the file is missing, damaged or not a convc library.
+    Raises ``LibraryError`` when the file is missing, damaged or not a convc library, and
+    ``ConvcError`` when it was compiled for another device than ``device``, or for CUDA on
+    a machine without a CUDA device.
     """
     path = Path(path)
+    if device is not None:
+        _check_device_name(device)
     if not path.is_file():
         raise LibraryError(f"{path}: no such library file")
     _check_trailer(path)
+    if device != "cpu":
+        nvcc_without_nvrtc()
     try:
         with _without_vm_scope_noise():
             module = tvm.runtime.load_module(str(path))
-        return CompiledModel(module, lambda tmp: _copy_library(path, tmp), device)
-    except ConvcError:
-        raise
+        reader = tvm.runtime.vm.VirtualMachine(module, tvm.runtime.cpu(0))  # reads the signature only
+        signature = Signature.from_json(str(reader[SIGNATURE_FUNCTION]()))
     except Exception as err:
-        raise LibraryError(f"{path}: not a loadable convc library ({str(err).strip().splitlines()[-1]})") from err
+        if "load_from_bytes.cuda" in str(err):
+            raise ConvcError(f"{path}: the library was compiled for CUDA and this machine has "
+                             f"{_cuda_missing() or 'no CUDA runtime'}") from None
+        raise LibraryError(f"{path}: not a loadable convc library ({_last_line(err)})") from err
+    vm = reader if (device or signature.device) == "cpu" else None
+    return CompiledModel(module, lambda tmp: _copy_library(path, tmp), signature, device, vm)
+
+
+def nvcc_without_nvrtc() -> None:
+    """Have TVM compile CUDA code with nvcc when NVRTC's Python bindings (``cuda-bindings``)
+    are missing (TVM's default is NVRTC). A CUDA library built on a machine without a GPU
+    driver carries CUDA source, which TVM compiles when the library is loaded."""
+    if importlib.util.find_spec("cuda") is None or importlib.util.find_spec("cuda.bindings") is None:
+        os.environ.setdefault("TVM_CUDA_COMPILE_MODE", "nvcc")
 
 
 def _copy_library(source: Path, tmp: str) -> None:

@@ -6,9 +6,9 @@ import tvm
 import convc
 from convc.errors import CodegenError
 from convc.ir import Graph
+from convc.backend import backend_of
 from convc.lower.module import ModuleBuilder, error_summary
 from convc.runtime import CompiledModel, Signature, TensorSpec
-from convc.target import channel_block
 
 
 def signature_of(graph: Graph, target: tvm.target.Target) -> Signature:
@@ -22,17 +22,23 @@ def signature_of(graph: Graph, target: tvm.target.Target) -> Signature:
 def build(graph: Graph, target: tvm.target.Target, tuned=None) -> CompiledModel:
     """Lower ``graph`` (the output of the rewrite pipeline) and compile it for ``target``;
     ``tuned`` maps conv problems to measured (kernel, config) (``convc.tune.load_tuned``).
+    The backend's device code checks run too (CUDA: nvcc compiles the generated source).
 
     Raises ``CodegenError`` naming the node (or kernel) when lowering or TVM fails.
     """
-    builder = ModuleBuilder(graph, target, channel_block(target), tuned)
-    mod = builder.build(signature_of(graph, target))
-    try:
-        executable = tvm.compile(mod, target=target)
-    except Exception as err:
-        culprits = [f"{symbol} (nodes {', '.join(map(repr, nodes))})"
-                    for symbol, nodes in builder.symbols.items() if symbol in str(err)]
-        raise CodegenError(f"TVM failed to compile graph {graph.name!r}"
-                           + (f" in kernel {'; '.join(culprits)}" if culprits else "")
-                           + f": {error_summary(err)}") from err
-    return CompiledModel(executable.mod, executable.export_library)
+    backend = backend_of(target)
+    signature = signature_of(graph, target)
+    builder = ModuleBuilder(graph, target, backend.channel_block(target), tuned)
+    with target:  # the GPU schedules read the target they build for
+        mod = builder.build(signature)
+        try:
+            executable = tvm.compile(mod, target=target)
+        except Exception as err:
+            culprits = [f"{symbol} (nodes {', '.join(map(repr, nodes))})"
+                        for symbol, nodes in builder.symbols.items() if symbol in str(err)]
+            raise CodegenError(f"TVM failed to compile graph {graph.name!r}"
+                               + (f" in kernel {'; '.join(culprits)}" if culprits else "")
+                               + f": {error_summary(err)}") from err
+    device_code = backend.device_code(executable.mod, target)
+    return CompiledModel(executable.mod, executable.export_library, signature, backend.device,
+                         device_code=device_code)

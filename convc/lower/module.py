@@ -1,10 +1,12 @@
 """A graph as a Relax module: one ``call_tir`` per node, weights as embedded constants.
 
 Each activation has a layout from ``convc.layout.plan_layouts`` (plain, or blocked by
-the target's SIMD width). Convs with constant float32 weights compile to the blocked
-kernels of ``convc.schedules.cpu.blocked`` (weights packed here, at compile time);
-every other node is lowered to TE by its registered lowering, wrapped in layout views
-when it runs on blocked tensors, and scheduled by the CPU schedule candidates. A value
+the target's SIMD width on the CPU; always plain on CUDA). Convs with constant weights
+compile to the conv kernels of the target's backend (``convc.backend``: the blocked CPU
+kernels of ``convc.schedules.cpu.blocked``, the CUDA kernels of ``convc.schedules.cuda.conv``;
+weights packed here, at compile time); every other node is lowered to TE by its registered
+lowering, wrapped in layout views when it runs on blocked tensors, and scheduled by the
+backend's scheduler. A value
 needed in another layout than it has gets one transform kernel, shared by its readers.
 Kernels are added once per distinct (op, attrs, input types, layouts). Reshape is a
 Relax view. The module also gets ``convc_signature``, a function of no arguments
@@ -18,6 +20,7 @@ import numpy as np
 import tvm
 from tvm import relax, te
 
+from convc.backend import Backend, backend_of
 from convc.errors import CodegenError, ConvcError
 from convc.ir import Graph, Node, Op, Value
 from convc.ir.ops.conv import split_conv_inputs
@@ -25,13 +28,9 @@ from convc.layout import PLAIN, plan_layouts
 from convc.lower.layout import logical_view, store_blocked, stored_placeholder
 from convc.lower.registry import Tables, lowering_of
 from convc.runtime import SIGNATURE_FUNCTION, Signature
-from convc.schedules import cpu
 from convc.schedules.cpu import ScheduleContext
 from convc.schedules.cpu.layout import schedule_unblock
-from convc.schedules.cpu.blocked import ConvProblem, by_name, choose, pack_operand, physical_shape
-
-# target kind -> the scheduler of its kernels; "cuda" joins here with convc.schedules.cuda
-SCHEDULERS = {"llvm": cpu.schedule}
+from convc.schedules.cpu.blocked import ConvProblem, pack_operand, physical_shape
 
 
 def constant(array: np.ndarray) -> relax.Constant:
@@ -50,7 +49,7 @@ class _Kernel:
     def __init__(self, gvar: relax.GlobalVar, tables: list[np.ndarray]):
         self.gvar = gvar
         self.tables = [constant(t) for t in tables]
-        self.packer = None  # blocked convs: packs the weight and bias for this kernel
+        self.packer = None  # conv kernels: packs the weight and bias for this kernel
 
 
 class ModuleBuilder:
@@ -58,9 +57,9 @@ class ModuleBuilder:
 
     def __init__(self, graph: Graph, target: tvm.target.Target, block: int = PLAIN,
                  tuned: Mapping[ConvProblem, tuple[Any, Any]] | None = None):
-        if target.kind.name not in SCHEDULERS:
-            raise CodegenError(f"no schedules for target kind {target.kind.name!r}")
-        self.schedule = SCHEDULERS[target.kind.name]
+        self.backend = backend_of(target)
+        self.machine = self.backend.machine(target)
+        self.schedule = self.backend.schedule
         self.graph = graph
         self.tuned = tuned or {}
         self.layouts = plan_layouts(graph, block)
@@ -88,7 +87,7 @@ class ModuleBuilder:
         source = stored_placeholder(value.shape, value.dtype, have, "x")
         result = store_blocked(logical_view(source, value.shape, have), block)
         func = te.create_prim_func([source, result])
-        if have and not block and self.schedule is cpu.schedule:
+        if have and not block:  # blocked layouts exist on the CPU only
             func = schedule_unblock(func, have)
         else:
             func = self.schedule(func, ScheduleContext(Op.TRANSPOSE, None, value.dtype))
@@ -134,7 +133,7 @@ class ModuleBuilder:
             result = self.bb.emit(relax.op.reshape(self.value(node.inputs[0]), node.output.shape))
             self.env[(node.output, PLAIN)] = result
             return
-        if node.op is Op.CONV and self._emit_blocked_conv(node, out_block):
+        if node.op is Op.CONV and self._emit_conv_kernel(node, out_block):
             return
         # blocked activations stay blocked; constants and plain values are read logically
         blocks = [PLAIN if self.graph.is_constant(v) else (out_block and self.layouts[v])
@@ -150,15 +149,15 @@ class ModuleBuilder:
             for i, out in enumerate(node.outputs):
                 self.env[(out, out_block)] = self.bb.emit(relax.TupleGetItem(result, i))
 
-    def _emit_blocked_conv(self, node: Node, out_block: int) -> bool:
-        """Emit ``node`` with a blocked conv kernel; False when none applies (then it is lowered
-        like any other node, in the plain layout)."""
+    def _emit_conv_kernel(self, node: Node, out_block: int) -> bool:
+        """Emit ``node`` with a conv kernel of the backend; False when none applies (then it is
+        lowered like any other node, in the plain layout)."""
         (x, w, *bias), operands = split_conv_inputs(node.attrs, node.inputs)
         if not all(self.graph.is_constant(v) for v in (w, *bias)):
             return False
         in_block = self.layouts[x]
         problem = ConvProblem.from_node(node, in_block, out_block)
-        kernel, config = pick_conv_kernel(node, problem, self.tuned)
+        kernel, config = pick_conv_kernel(node, problem, self.tuned, self.backend, self.machine)
         if kernel is None:
             return False
         key = ("conv", problem, kernel.name, config)
@@ -180,9 +179,9 @@ class ModuleBuilder:
         return True
 
     def _operand(self, operand: Value, out: Value, block: int) -> relax.Expr:
-        """An epilogue operand in the physical form the blocked kernels read."""
+        """An epilogue operand in the form the backend's conv kernels read."""
         if self.graph.is_constant(operand):
-            array = pack_operand(self.graph.constants[operand], out.shape, block)
+            array = self.backend.pack_operand(self.graph.constants[operand], out.shape, block)
             return constant(array)
         return self.value(operand, block)
 
@@ -207,21 +206,21 @@ class ModuleBuilder:
         return self.bb.get()
 
 
-def pick_conv_kernel(node: Node, problem: ConvProblem,
-                     tuned: Mapping[ConvProblem, tuple[Any, Any]] | None = None):
-    """The blocked kernel and config for a conv: its ``algorithm`` if set, else the cost
-    model's choice; the ``tuned`` (kernel, config) of its problem when that kernel is the
-    one picked; (None, None) when no blocked kernel computes it (e.g. float64)."""
+def pick_conv_kernel(node: Node, problem: ConvProblem, tuned: Mapping[ConvProblem, tuple[Any, Any]] | None,
+                     backend: Backend, machine: Any):
+    """The kernel of ``backend`` and its config for a conv: its ``algorithm`` if set, else
+    the cost model's choice on ``machine``; the ``tuned`` (kernel, config) of its problem
+    when that kernel is the one picked; (None, None) when no kernel computes it (e.g. float64)."""
     algorithm = node.attrs.algorithm.value
     if tuned and problem in tuned and algorithm in ("auto", tuned[problem][0].name):
         return tuned[problem]
     if algorithm != "auto":
-        kernel = by_name(algorithm)
+        kernel = backend.by_name(algorithm)
         reason = kernel.decline(problem)
         if reason is not None:
             raise CodegenError(f"node {node.name!r}: schedule {algorithm!r} does not apply: {reason}")
-        return kernel, kernel.default_config(problem)
-    kernel, config, _ = choose(problem)
+        return kernel, kernel.default_config(problem, machine)
+    kernel, config, _ = backend.choose(problem, machine)
     return kernel, config
 
 

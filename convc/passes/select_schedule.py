@@ -1,6 +1,7 @@
-"""Choose the kernel (im2col, direct, 1x1, depthwise, generic) of every conv.
+"""Choose the kernel (im2col, direct, 1x1, depthwise, generic; on CUDA implicit_gemm,
+tensorcore, ...) of every conv.
 
-The choice is the cost model's (``convc.schedules.cpu.blocked.choose``), replaced by the
+The choice is the cost model's (the target backend's ``choose``, see ``convc.backend``), replaced by the
 measured best of a tuning database (``tuned``, see ``convc.tune``) where it has one, unless
 the user overrides it, globally (``--schedule im2col``) or per layer (``--schedule conv1=direct``,
 by ONNX node name or IR node name). An override that does not apply to a layer is
@@ -13,15 +14,16 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
+from convc.backend import Backend, backend as backend_of_kind
 from convc.errors import ConvcError
 from convc.ir import Graph, Node, Op
 from convc.ir.ops.conv import Algorithm, split_conv_inputs
 from convc.layout import plan_layouts
-from convc.schedules.cpu.blocked import CANDIDATES, ConvProblem, Kernel, by_name, choose
+from convc.schedules.cpu.blocked import ConvProblem
 
-CHOICES = tuple(k.name for k in CANDIDATES)
+CHOICES = backend_of_kind("llvm").choices  # the CPU's kernels; a target's are ``backend_of(target).choices``
 
 
 @dataclass(frozen=True)
@@ -32,14 +34,15 @@ class ScheduleRequest:
     per_layer: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @staticmethod
-    def parse(spec: str | None) -> "ScheduleRequest":
-        """'auto', 'im2col', or 'conv1=direct,conv2=im2col' (a bare name sets the default)."""
+    def parse(spec: str | None, choices: Sequence[str] = CHOICES) -> "ScheduleRequest":
+        """'auto', 'im2col', or 'conv1=direct,conv2=im2col' (a bare name sets the default);
+        ``choices`` are the kernel names of the target (default: the CPU's)."""
         default, per_layer = None, {}
         for part in filter(None, (spec or "").split(",")):
             layer, sep, name = part.rpartition("=")
-            if name not in CHOICES + ("auto",):
+            if name not in (*choices, "auto"):
                 raise ConvcError(f"--schedule {part!r}: unknown schedule {name!r}; choose from "
-                                 f"auto, {', '.join(CHOICES)}")
+                                 f"auto, {', '.join(choices)}")
             if sep:
                 per_layer[layer] = name
             else:
@@ -65,11 +68,14 @@ def source_name(node: Node) -> str:
 
 
 def select_schedules(graph: Graph, block: int, request: ScheduleRequest = ScheduleRequest(),
-                     tuned: Mapping[ConvProblem, tuple[Kernel, Any]] | None = None
-                     ) -> tuple[Graph, list[Decision]]:
+                     tuned: Mapping[ConvProblem, tuple[Any, Any]] | None = None,
+                     backend: Backend | None = None, machine: Any = None) -> tuple[Graph, list[Decision]]:
     """``graph`` with every conv's ``algorithm`` set, and the decisions made.
 
+    ``block`` is the channel block of the target's layout; ``backend`` the target's backend
+    (default: the CPU's) and ``machine`` its machine model (default: the backend's default).
     ``tuned`` maps a conv's problem to the (kernel, config) measured best for it."""
+    backend = backend or backend_of_kind("llvm")
     layouts = plan_layouts(graph, block)
     nodes, decisions = [], []
     for node in graph.nodes:
@@ -78,9 +84,9 @@ def select_schedules(graph: Graph, block: int, request: ScheduleRequest = Schedu
             continue
         (x, w, *bias), _ = split_conv_inputs(node.attrs, node.inputs)
         problem = ConvProblem.from_node(node, layouts[x], layouts[node.output])
-        model_pick, _, verdicts = choose(problem)
+        model_pick, _, verdicts = backend.choose(problem, machine)
         if model_pick is None or not all(graph.is_constant(v) for v in (w, *bias)):
-            decisions.append(Decision(node.name, source_name(node), "plain (no blocked kernel applies)",
+            decisions.append(Decision(node.name, source_name(node), "plain (no conv kernel applies)",
                                       tuple(verdicts)))
             nodes.append(node)
             continue
@@ -89,7 +95,7 @@ def select_schedules(graph: Graph, block: int, request: ScheduleRequest = Schedu
         if tuned and problem in tuned:
             picked, note = tuned[problem][0].name, "tuned (measured best in the tuning database)"
         if wanted and wanted != picked:
-            reason = by_name(wanted).decline(problem)
+            reason = _decline(backend, wanted, problem)
             if reason is None:
                 picked, note = wanted, "requested"
             else:
@@ -98,3 +104,10 @@ def select_schedules(graph: Graph, block: int, request: ScheduleRequest = Schedu
         nodes.append(dataclasses.replace(node, attrs=dataclasses.replace(node.attrs,
                                                                          algorithm=Algorithm(picked))))
     return dataclasses.replace(graph, nodes=tuple(nodes), constants=dict(graph.constants)), decisions
+
+
+def _decline(backend: Backend, name: str, problem: ConvProblem) -> str | None:
+    try:
+        return backend.by_name(name).decline(problem)
+    except KeyError:
+        return f"the {backend.kind} backend has no kernel {name!r}"
