@@ -33,6 +33,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import tvm.runtime
+import tvm_ffi
 
 from convc.errors import ConvcError, InputError, LibraryError
 
@@ -256,33 +257,32 @@ def _argument(spec: TensorSpec, value: Any, device) -> Any:
     if isinstance(value, np.ndarray) or not hasattr(value, "__dlpack__"):
         array = np.asarray(value)
         _check_type(spec, array.dtype.name, array.shape, "")
-        if device.dlpack_device_type() == tvm.runtime.cpu().dlpack_device_type() and _aligned(array):
+        if _is_host(device) and array.flags.c_contiguous and array.ctypes.data % ALIGNMENT == 0:
             try:
-                return tvm.runtime.from_dlpack(array, require_contiguous=True)
-            except (BufferError, ValueError, RuntimeError, TypeError):
-                pass  # read-only or strided: copied below
+                return tvm.runtime.from_dlpack(array)
+            except (BufferError, RuntimeError, TypeError, ValueError):
+                pass  # e.g. a read-only array: copied below
         return tvm.runtime.tensor(np.ascontiguousarray(array), device)
-    try:
-        tensor = tvm.runtime.from_dlpack(value)
+    try:  # any layout and alignment here; checked below
+        tensor = tvm_ffi.from_dlpack(value, require_alignment=0, require_contiguous=False)
     except Exception as err:
         raise InputError(f"input {spec.name!r}: cannot read the {type(value).__name__} through DLPack: "
                          f"{_last_line(err)}") from None
     _check_type(spec, str(tensor.dtype), tuple(tensor.shape), f" ({type(value).__name__} on {tensor.device})")
+    if not tensor.is_contiguous():
+        raise InputError(f"input {spec.name!r}: the {type(value).__name__} is not contiguous "
+                         "(make it contiguous first, e.g. .contiguous())")
     on_device = (tensor.device.dlpack_device_type() == device.dlpack_device_type()
                  and tensor.device.index == device.index)
-    if tensor.device.dlpack_device_type() == tvm.runtime.cpu().dlpack_device_type() and not on_device:
-        return tvm.runtime.tensor(np.from_dlpack(tensor), device)  # host data: one copy to the device
-    if not on_device:
+    if not on_device and not _is_host(tensor.device):
         raise InputError(f"input {spec.name!r}: the tensor is on {tensor.device}, the model runs on {device}")
-    if not tensor.is_contiguous() or tensor.data_ptr % ALIGNMENT:
-        copy = tvm.runtime.empty(tensor.shape, tensor.dtype, device)
-        copy.copyfrom(tensor)
-        return copy
+    if not on_device or tensor.data_ptr() % ALIGNMENT:  # TVM's kernels assume aligned data
+        return tensor.copyto(device)
     return tensor
 
 
-def _aligned(array: np.ndarray) -> bool:
-    return array.flags.c_contiguous and array.ctypes.data % ALIGNMENT == 0
+def _is_host(device) -> bool:
+    return device.dlpack_device_type() == tvm.runtime.cpu().dlpack_device_type()
 
 
 def _check_type(spec: TensorSpec, dtype: str, shape: tuple, where: str) -> None:
