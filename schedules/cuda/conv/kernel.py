@@ -96,11 +96,16 @@ class Launch:
         return max(1, min(limits))
 
     def utilisation(self, gpu: Gpu) -> float:
-        """The fraction of the GPU's block slots busy over the launch's waves (0, 1]:
-        a grid smaller than one wave, or a last wave half full, leaves SMs idle."""
-        slots = gpu.sms * self.resident_blocks(gpu)
-        waves = math.ceil(self.blocks / slots)
-        return self.blocks / (waves * slots)
+        """The fraction of the GPU's throughput the grid can use (0, 1]: SMs left idle by a
+        grid smaller than one wave or by a part-full last wave, and SMs given too few warps
+        to hide latency (``SATURATING_THREADS`` resident threads per SM reach the peak)."""
+        per_sm = min(self.resident_blocks(gpu), math.ceil(self.blocks / gpu.sms))
+        waves = math.ceil(self.blocks / (gpu.sms * per_sm))
+        busy = self.blocks / (waves * gpu.sms * per_sm)
+        return busy * min(1.0, per_sm * self.threads / SATURATING_THREADS)
+
+
+SATURATING_THREADS = 256
 
 
 class GpuKernel(abc.ABC):
