@@ -37,7 +37,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     version_dir = _version_dir(args.repo) if args.repo else None
     model = convc.compile(args.model, target=args.target, input_shapes=_input_shapes(args.input_shape),
                           dump_ir=_print_ir if args.dump_ir else None, schedule=args.schedule,
-                          disable_passes=args.disable_pass or (), tuning_db=args.tuning_db)
+                          disable_passes=args.disable_pass or (), tuning_db=args.tuning_db, dtype=args.dtype)
     if version_dir:
         _write_repository_entry(model, version_dir, args.max_batch_size)
     else:
@@ -86,7 +86,7 @@ def _write_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     import convc
-    model = convc.load(args.library)
+    model = convc.load(args.library, device=args.device)
     inputs = _read_inputs(args.input or [])
     outputs = model.run(inputs)
     named = {spec.name: out for spec, out in zip(model.outputs, outputs)}
@@ -108,7 +108,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from convc.compiler import plan_schedules
     from convc.inspect import format_report
     graph, decisions = plan_schedules(args.model, args.target, _input_shapes(args.input_shape), args.schedule,
-                                      tuning_db=args.tuning_db)
+                                      tuning_db=args.tuning_db, dtype=args.dtype)
     print(format_report(graph, decisions))
     return 0
 
@@ -126,7 +126,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 SCHEDULE_HELP = ("conv kernels: auto (the cost model; default), im2col, direct, 1x1, depthwise, narrow "
-                 "or generic for every conv, or per layer: conv1=direct,conv2=im2col")
+                 "or generic for every conv (CUDA: implicit_gemm, direct, depthwise, 1x1, tensorcore), "
+                 "or per layer: conv1=direct,conv2=im2col")
+TARGET_HELP = "llvm (this CPU; default), cuda (this machine's GPU) or cuda:sm_80, cuda:sm_90, ... (no GPU needed)"
+DTYPE_HELP = "precision of the computation: float32 (default) or float16 (weights converted at compile time)"
 
 
 TUNING_DB_HELP = "use the best measured kernel per conv from this `convc tune` database"
@@ -145,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch-size", type=int, metavar="N",
                    help="with --repo: config max_batch_size (default: the leading dimension shared by every "
                         "input and output when above 1, else 0: no batching)")
-    p.add_argument("--target", default="llvm", help="llvm (this CPU; default)")
+    p.add_argument("--target", default="llvm", help=TARGET_HELP)
+    p.add_argument("--dtype", default="float32", help=DTYPE_HELP)
     p.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,...",
                    help="fix a symbolic input shape; repeat per input")
     p.add_argument("--dump-ir", action="store_true", help="print the IR after import and after every pass")
@@ -160,12 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", action="append", metavar="NAME=FILE.npy", help="one per model input")
     p.add_argument("--output", metavar="OUT.npz", help="write the outputs, keyed by output name")
     p.add_argument("--bench", type=int, metavar="N", default=0, help="also time N runs")
+    p.add_argument("--device", help="cpu or cuda (default: the device the library was compiled for)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("inspect", help="per-layer table: shapes, parameters, FLOPs, memory, rewrites, schedules")
     p.add_argument("model")
     p.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,...")
-    p.add_argument("--target", default="llvm")
+    p.add_argument("--target", default="llvm", help=TARGET_HELP)
+    p.add_argument("--dtype", default="float32", help=DTYPE_HELP)
     p.add_argument("--schedule", metavar="SPEC", help=SCHEDULE_HELP)
     p.add_argument("--tuning-db", metavar="DIR", help=TUNING_DB_HELP)
     p.set_defaults(func=cmd_inspect)

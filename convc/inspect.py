@@ -82,11 +82,11 @@ def _verdict(value: "float | str") -> str:
 
 def format_schedules(decisions) -> str:
     """Per conv: every candidate's estimate (or why it declines), and the pick."""
-    lines = ["schedules (cost-model estimates with all cores):"]
+    lines = ["schedules (cost-model estimates on the whole device: all cores, or all SMs of the GPU):"]
     for d in decisions:
         note = f"  [{d.note}]" if d.note else ""
         lines.append(f"  {d.node} ({d.source}): {d.picked}{note}")
-        lines += [f"      {name:<10} {_verdict(v)}" for name, v in d.verdicts]
+        lines += [f"      {name:<13} {_verdict(v)}" for name, v in d.verdicts]
     return "\n".join(lines)
 
 
