@@ -14,13 +14,14 @@ from tvm import s_tir, tirx
 from convc.errors import CodegenError
 from convc.ir import Op
 from convc.schedules.cpu.common import ScheduleContext
-from convc.schedules.cuda.common import current_target, unbound_blocks
+from convc.schedules.cuda.common import current_target, outputs_empty, unbound_blocks
 from convc.schedules.cuda.dlight import (FALLBACK, GEMV, GENERAL_REDUCTION, MATMUL, REDUCTION,
                                          TRANSPOSE, Rule)
 from convc.schedules.cuda.per_output import per_output
 
-DEFAULT_RULES: tuple[Rule, ...] = (MATMUL, GEMV, REDUCTION, GENERAL_REDUCTION, TRANSPOSE, FALLBACK,
-                                   per_output)
+# per_output before Fallback: it keeps a reduction's accumulator in a register
+DEFAULT_RULES: tuple[Rule, ...] = (MATMUL, GEMV, REDUCTION, GENERAL_REDUCTION, TRANSPOSE, per_output,
+                                   FALLBACK)
 # windows and plain-path convs: one thread per output, the window summed in a register
 RULES: dict[Op, tuple[Rule, ...]] = {
     Op.CONV: (per_output, FALLBACK),
@@ -39,6 +40,8 @@ def schedule(func: tirx.PrimFunc, ctx: ScheduleContext) -> tirx.PrimFunc:
 
     Raises ``CodegenError`` naming the op when no candidate schedules it.
     """
+    if outputs_empty(func):  # nothing to compute, nothing to bind
+        return func.with_attr("tirx.is_scheduled", True)
     target = current_target()
     tried = []
     for rule in RULES.get(ctx.op, DEFAULT_RULES):

@@ -28,14 +28,28 @@ def per_output(func: tirx.PrimFunc, ctx: ScheduleContext, target: tvm.target.Tar
     producers = [b for b in sch.get_child_blocks(sch.get_sblock("root"))
                  if sch.get(b).name_hint != sch.get(out).name_hint]
     threads = min(THREADS, max_threads(target))
+    computed_at = list(producers)
     if is_reduction(sch, out):
-        accumulator = out
-        out = sch.cache_write(accumulator, 0, "local")
+        computed_at.append(out)
+        out = sch.cache_write(out, 0, "local")
         thread = bind_spatial(sch, out, threads)
-        sch.compute_at(accumulator, thread)
+        sch.compute_at(computed_at[-1], thread)
     else:
         thread = bind_spatial(sch, out, threads)
     for block in reversed(producers):
         sch.set_scope(block, 0, "local")
         sch.compute_at(block, thread)
+    for block in computed_at:
+        _hoist_init(sch, block, thread)
     return sch
+
+
+def _hoist_init(sch: s_tir.Schedule, block, thread) -> None:
+    """Give a reduction under ``thread`` its own init statement before its reduction loops,
+    so that the init runs even when they are empty (a sum over a zero-size axis)."""
+    if not is_reduction(sch, block):
+        return
+    loops = sch.get_loops(block)
+    inner = loops[[sch.get(l).same_as(sch.get(thread)) for l in loops].index(True) + 1:]
+    if inner:
+        sch.decompose_reduction(block, inner[0])
