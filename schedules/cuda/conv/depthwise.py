@@ -18,7 +18,7 @@ from tvm import s_tir, te
 
 from convc.lower.conv import pad_spatial
 from convc.schedules.cpu.blocked.problem import ConvProblem
-from convc.schedules.cuda.conv.kernel import Gpu, GpuKernel, KernelBuild, Launch, element_bytes, mark_scheduled
+from convc.schedules.cuda.conv.kernel import ComputeThenSchedule, Gpu, KernelBuild, Launch, element_bytes
 from convc.schedules.cuda.conv.stages import ACC, EPILOGUE, epilogue, flat, inputs, prim_func
 
 PAD = "pad"
@@ -48,7 +48,7 @@ class DepthwiseConfig:
         return rows, columns
 
 
-class Depthwise(GpuKernel):
+class Depthwise(ComputeThenSchedule):
     name = "depthwise"
 
     def _decline(self, p: ConvProblem) -> str | None:
@@ -105,7 +105,7 @@ class Depthwise(GpuKernel):
         size = element_bytes(p)
         return super()._traffic(p, c) + size * max(0, reads - math.prod(p.in_shape))
 
-    def build(self, p: ConvProblem, c: DepthwiseConfig) -> KernelBuild:
+    def compute(self, p: ConvProblem, c: DepthwiseConfig) -> KernelBuild:
         multiplier = p.out_channels // p.in_channels
         data, weight, bias, operands = inputs(p, (p.out_channels, p.taps))
         padded = pad_spatial(data, p.pads_begin, p.pads_end, 0.0)
@@ -116,13 +116,14 @@ class Depthwise(GpuKernel):
             return te.sum(padded[(n, m // multiplier, *pos)] * weight[m, flat(taps, p.kernel)], axis=taps)
         acc = te.compute(p.out_shape, body, name=ACC)
         out = epilogue(p, acc, bias, operands)
-        sch = s_tir.Schedule(prim_func(data, weight, bias, operands, out))
-        _schedule(sch, p, c)
 
         def pack(w: np.ndarray, b: np.ndarray | None):
             packed = np.asarray(w, dtype=p.dtype).reshape(p.out_channels, p.taps)
             return packed, None if b is None else np.asarray(b, dtype=p.dtype).reshape(p.out_channels)
-        return KernelBuild(mark_scheduled(sch.mod["main"]), pack)
+        return KernelBuild(prim_func(data, weight, bias, operands, out), pack)
+
+    def _schedule(self, sch: s_tir.Schedule, p: ConvProblem, c: DepthwiseConfig) -> None:
+        _schedule(sch, p, c)
 
 
 def _schedule(sch: s_tir.Schedule, p: ConvProblem, c: DepthwiseConfig) -> None:

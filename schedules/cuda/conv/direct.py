@@ -16,7 +16,7 @@ import numpy as np
 from tvm import s_tir, te, tirx
 
 from convc.schedules.cpu.blocked.problem import ConvProblem
-from convc.schedules.cuda.conv.kernel import Gpu, GpuKernel, KernelBuild, Launch, element_bytes, mark_scheduled
+from convc.schedules.cuda.conv.kernel import ComputeThenSchedule, Gpu, KernelBuild, Launch, element_bytes
 from convc.schedules.cuda.conv.stages import (ACC, EPILOGUE, flat_epilogue, inputs, out_positions, padded_read,
                                               prim_func, unflatten_output, unravel)
 
@@ -42,7 +42,7 @@ def _ceil_to(x: int, multiple: int) -> int:
     return -(-x // multiple) * multiple
 
 
-class Direct(GpuKernel):
+class Direct(ComputeThenSchedule):
     name = "direct"
 
     def _decline(self, p: ConvProblem) -> str | None:
@@ -78,7 +78,7 @@ class Direct(GpuKernel):
         m_tiles = math.ceil(p.out_per_group / c.thread_m)
         return super()._traffic(p, c) + L2_MISS * element_bytes(p) * (m_tiles - 1) * math.prod(p.in_shape)
 
-    def build(self, p: ConvProblem, c: DirectConfig) -> KernelBuild:
+    def compute(self, p: ConvProblem, c: DirectConfig) -> KernelBuild:
         g, mg, k, positions = p.groups, p.out_per_group, self._depth(p), out_positions(p)
         mp, kp, pp = _ceil_to(mg, c.thread_m), _ceil_to(k, c.block_k), _ceil_to(positions, c.threads)
         data, weight, bias, operands = inputs(p, (g, kp, mp))
@@ -95,13 +95,15 @@ class Direct(GpuKernel):
         out = flat_epilogue(p, acc, bias, operands)
         sch = s_tir.Schedule(prim_func(data, weight, bias, operands, out))
         unflatten_output(sch, p)
-        _schedule(sch, c)
 
         def pack(w: np.ndarray, b: np.ndarray | None):
             packed = np.zeros((g, kp, mp), dtype=p.dtype)
             packed[:, :k, :mg] = np.asarray(w, dtype=np.float32).reshape(g, mg, k).transpose(0, 2, 1)
             return packed, None if b is None else np.asarray(b, dtype=p.dtype).reshape(p.out_channels)
-        return KernelBuild(mark_scheduled(sch.mod["main"]), pack)
+        return KernelBuild(sch.mod["main"], pack)
+
+    def _schedule(self, sch: s_tir.Schedule, p: ConvProblem, c: DirectConfig) -> None:
+        _schedule(sch, c)
 
 
 def _schedule(sch: s_tir.Schedule, c: DirectConfig) -> None:

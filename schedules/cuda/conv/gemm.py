@@ -23,7 +23,7 @@ import numpy as np
 from tvm import s_tir, te, tirx
 
 from convc.schedules.cpu.blocked.problem import ConvProblem
-from convc.schedules.cuda.conv.kernel import Gpu, GpuKernel, KernelBuild, Launch, element_bytes, mark_scheduled
+from convc.schedules.cuda.conv.kernel import ComputeThenSchedule, Gpu, KernelBuild, Launch, element_bytes
 from convc.schedules.cuda.conv.stages import (ACC, EPILOGUE, flat_epilogue, inputs, out_positions, prim_func,
                                               unflatten_output)
 
@@ -68,7 +68,7 @@ _TILES = ((128, 64, 8, 8, 4), (64, 64, 8, 4, 4), (64, 32, 8, 4, 2), (32, 64, 8, 
           (32, 32, 8, 2, 2), (16, 64, 16, 2, 2), (16, 32, 16, 1, 2), (8, 64, 16, 1, 2))
 
 
-class GemmKernel(GpuKernel):
+class GemmKernel(ComputeThenSchedule):
     """A conv computed as the tiled GEMM above; subclasses read the patch."""
 
     gather_ops: float = 12.0  # integer ops to compute one patch element's address and predicate
@@ -129,7 +129,7 @@ class GemmKernel(GpuKernel):
         return super()._traffic(p, c) + L2_MISS * size * rereads
 
     # -- build -------------------------------------------------------------------
-    def build(self, p: ConvProblem, c: GemmConfig) -> KernelBuild:
+    def compute(self, p: ConvProblem, c: GemmConfig) -> KernelBuild:
         g, mg, k, positions = p.groups, p.out_per_group, self.depth(p), out_positions(p)
         mp, kp, pp = _ceil_to(mg, c.block_m), _ceil_to(k, c.block_k), _ceil_to(positions, c.block_n)
         data, weight, bias, operands = inputs(p, (g, kp, mp))
@@ -144,14 +144,16 @@ class GemmKernel(GpuKernel):
         out = flat_epilogue(p, acc, bias, operands)
         sch = s_tir.Schedule(prim_func(data, weight, bias, operands, out))
         unflatten_output(sch, p)
-        _schedule(sch, c, self._patch_vector(p, c))
 
         def pack(w: np.ndarray, b: np.ndarray | None):
             w = np.asarray(w, dtype=np.float32).reshape(g, mg, k).transpose(0, 2, 1)
             packed = np.zeros((g, kp, mp), dtype=p.dtype)
             packed[:, :k, :mg] = w
             return packed, None if b is None else np.asarray(b, dtype=p.dtype).reshape(p.out_channels)
-        return KernelBuild(mark_scheduled(sch.mod["main"]), pack)
+        return KernelBuild(sch.mod["main"], pack)
+
+    def _schedule(self, sch: s_tir.Schedule, p: ConvProblem, c: GemmConfig) -> None:
+        _schedule(sch, c, self._patch_vector(p, c))
 
 
 def _schedule(sch: s_tir.Schedule, c: GemmConfig, patch_vector: int) -> None:

@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import tvm
+from tvm import s_tir
 
 from convc.errors import ConvcError
 from convc.lower.elementwise import BINARY, UNARY
 from convc.schedules.cpu.blocked.kernel import KernelBuild, WeightPacker, mark_scheduled
 from convc.schedules.cpu.blocked.problem import ConvProblem
 
-__all__ = ["DEFAULT_ARCH", "GPUS", "Gpu", "GpuKernel", "KernelBuild", "Launch", "WeightPacker",
+__all__ = ["ComputeThenSchedule", "DEFAULT_ARCH", "GPUS", "Gpu", "GpuKernel", "KernelBuild", "Launch", "WeightPacker",
            "mark_scheduled"]
 
 
@@ -182,3 +183,22 @@ class GpuKernel(abc.ABC):
 
 def element_bytes(p: ConvProblem) -> int:
     return 2 if p.dtype == "float16" else 4
+
+
+class ComputeThenSchedule(GpuKernel):
+    """A kernel built in two steps: a TE compute (the index arithmetic, buildable for any
+    target, so it is checked on the CPU against the NumPy reference), then a schedule."""
+
+    @abc.abstractmethod
+    def compute(self, p: ConvProblem, config: Any) -> KernelBuild:
+        """The unscheduled PrimFunc (with the block names ``_schedule`` expects) and its weight packer."""
+
+    @abc.abstractmethod
+    def _schedule(self, sch: s_tir.Schedule, p: ConvProblem, config: Any) -> None:
+        """Schedule ``compute(p, config)``'s PrimFunc in place for the GPU (threads bound)."""
+
+    def build(self, p: ConvProblem, config: Any) -> KernelBuild:
+        unscheduled = self.compute(p, config)
+        sch = s_tir.Schedule(unscheduled.func)
+        self._schedule(sch, p, config)
+        return KernelBuild(mark_scheduled(sch.mod["main"]), unscheduled.pack_weight)
