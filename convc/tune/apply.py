@@ -1,7 +1,7 @@
 """Using a tuning database at compile time: the best valid record of each task.
 
 A record counts when it was measured for this target (same CPU model, features, cores,
-layout block) with compatible versions, its candidate exists and applies to the task,
+layout block; or same GPU architecture) with compatible versions, its candidate exists and applies to the task,
 and its knobs decode into the candidate's current config class. Others are ignored with
 one warning per reason; tasks without a usable record keep the cost model's choice.
 """
@@ -15,7 +15,7 @@ from typing import Any
 import tvm
 
 from convc.ir import Graph
-from convc.schedules.cpu.blocked import ConvProblem, Kernel, by_name
+from convc.schedules.cpu.blocked import ConvProblem
 from convc.tune.database import Database, Record, TuningDatabaseError, compatible, versions
 from convc.tune.encode import decode_config, plain
 from convc.tune.task import TargetKey, Task, extract_tasks
@@ -25,18 +25,18 @@ from convc.tune.task import TargetKey, Task, extract_tasks
 class Tuned:
     """The tuned kernel and config per problem, and the tasks left to the cost model."""
 
-    choices: dict[ConvProblem, tuple[Kernel, Any]]
+    choices: dict[ConvProblem, tuple[Any, Any]]
     missing: tuple[Task, ...]
 
 
-def _decode(record: Record, problem: ConvProblem) -> tuple[Kernel, Any] | None:
+def _decode(record: Record, task: Task) -> tuple[Any, Any] | None:
     try:
-        kernel = by_name(record.candidate)
+        kernel = task.backend.by_name(record.candidate)
     except KeyError:
         return None
-    if kernel.decline(problem) is not None:
+    if kernel.decline(task.problem) is not None:
         return None
-    config = decode_config(kernel.default_config(problem), record.config_type, record.knobs)
+    config = decode_config(kernel.default_config(task.problem, task.machine), record.config_type, record.knobs)
     return None if config is None else (kernel, config)
 
 
@@ -62,7 +62,7 @@ def load_tuned(db: str, graph: Graph, target: tvm.target.Target) -> Tuned:
     choices, missing = {}, []
     for signature, task in tasks.items():
         for record in sorted(best.get(signature, []), key=lambda r: r.seconds):
-            choice = _decode(record, task.problem)
+            choice = _decode(record, task)
             if choice is not None:
                 choices[task.problem] = choice
                 break

@@ -17,7 +17,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
                   time_budget=parse_duration(args.time_budget) if args.time_budget else None,
                   input_shapes=_input_shapes(args.input_shape), tasks=args.tasks,
                   rpc_tracker=args.rpc_tracker, rpc_key=args.rpc_key,
-                  timing=Timing(args.repeat, args.min_repeat_ms), progress=Progress(quiet=args.quiet))
+                  timing=Timing(args.repeat, args.min_repeat_ms), progress=Progress(quiet=args.quiet),
+                  dtype=args.dtype)
     print(f"{report.trials_run} trial(s) recorded in {args.db}; compile with --tuning-db {args.db}")
     return 0
 
@@ -64,7 +65,9 @@ def add_commands(sub) -> None:
     p = sub.add_parser("tune", help="measure conv kernel configs of a model; records go to a tuning database")
     p.add_argument("model", help="the .onnx file")
     p.add_argument("--db", required=True, metavar="DIR", help="the tuning database directory (created if new)")
-    p.add_argument("--target", default="llvm", help="llvm (this CPU; default)")
+    p.add_argument("--target", default="llvm",
+                   help="llvm (this CPU; default), cuda (this GPU) or cuda:sm_XX (measured over --rpc-tracker)")
+    p.add_argument("--dtype", default="float32", help="float32 (default) or float16, as for `convc compile`")
     budget = p.add_argument_group("budget (at least one)")
     budget.add_argument("--trials", type=int, metavar="N",
                         help="measurements for the whole model, those already in the database included")
@@ -74,7 +77,7 @@ def add_commands(sub) -> None:
     p.add_argument("--rpc-tracker", metavar="HOST:PORT", help="measure on the devices of a TVM RPC tracker")
     p.add_argument("--rpc-key", metavar="KEY", help="the device key registered with the tracker")
     p.add_argument("--repeat", type=int, default=5, help="timing rounds per trial; the best counts (default 5)")
-    p.add_argument("--min-repeat-ms", type=int, default=50.0, help="length of one timing round (default 50)")
+    p.add_argument("--min-repeat-ms", type=int, default=50, help="length of one timing round (default 50)")
     p.add_argument("--quiet", action="store_true", help="print only the summary table")
     p.set_defaults(func=cmd_tune)
 

@@ -1,6 +1,7 @@
 """Measuring one kernel config: build, check against ``conv_reference``, then time.
 
-``LocalMeasurer`` runs in this process on this CPU with TVM's ``time_evaluator``;
+``LocalMeasurer`` runs in this process on this machine's CPU (or GPU, for a CUDA target)
+with TVM's ``time_evaluator``;
 ``RPCMeasurer`` builds here and runs on the devices a TVM RPC tracker hands out (one
 session per trial, as many trials at once as there are servers), timing remotely with the
 same evaluator. Either way the output is compared with the NumPy reference on random
@@ -18,12 +19,16 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 import tvm
 
+from convc.backend import OperandPacker, backend_of
 from convc.errors import ConvcError
 from convc.ir.ops.conv import conv_reference
 from convc.lower.module import error_summary
-from convc.schedules.cpu.blocked import ConvProblem, Kernel, pack, pack_operand, physical_shape, unpack
+from convc.runtime import cuda_missing
+from convc.schedules.cpu.blocked import ConvProblem, pack, pack_operand, physical_shape, unpack
 
-TOLERANCE = 1e-4  # max |error| / max |reference| accepted (float32 sums in another order)
+# max |error| / max |reference| accepted, by the dtype the kernel computes in (float32: sums
+# in another order; float16: 11-bit mantissas, float32 accumulation)
+TOLERANCE = {"float32": 1e-4, "float16": 1e-2}
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,7 @@ class Timing:
 @dataclass(frozen=True)
 class Trial:
     problem: ConvProblem
-    kernel: Kernel
+    kernel: Any
     config: Any
 
 
@@ -57,28 +62,35 @@ class Measurer(Protocol):
 
 
 class Case:
-    """Random inputs of a problem, their physical (packed) forms and the reference output."""
+    """Random inputs of a problem, their physical (packed) forms and the reference output.
 
-    def __init__(self, p: ConvProblem, seed: int = 0):
+    The values are drawn in float32 and rounded to the problem's dtype; the reference is
+    computed in float32 from the rounded values. ``pack_operand`` puts an epilogue operand
+    in the form the target's kernels read (``convc.backend.Backend.pack_operand``)."""
+
+    def __init__(self, p: ConvProblem, seed: int = 0, pack_operand: OperandPacker = pack_operand):
         rng = np.random.default_rng(seed)
         self.problem = p
-        self.x = rng.standard_normal(p.in_shape, dtype=np.float32)
-        self.w = rng.standard_normal(p.weight_shape, dtype=np.float32)
-        self.b = rng.standard_normal(p.out_channels, dtype=np.float32) if p.has_bias else None
-        self.operands = [rng.standard_normal(s, dtype=np.float32) for s in p.operand_shapes]
-        self.reference = conv_reference(p.attrs, self.x, self.w, self.b, *self.operands)
+        self.pack_operand = pack_operand
+        draw = lambda shape: rng.standard_normal(shape, dtype=np.float32).astype(p.dtype)  # noqa: E731
+        self.x = draw(p.in_shape)
+        self.w = draw(p.weight_shape).astype(np.float32)
+        self.b = draw(p.out_channels).astype(np.float32) if p.has_bias else None
+        self.operands = [draw(s) for s in p.operand_shapes]
+        self.reference = conv_reference(p.attrs, self.x.astype(np.float32), self.w, self.b,
+                                        *(o.astype(np.float32) for o in self.operands))
 
     def arguments(self, pack_weight) -> list[np.ndarray]:
         """The kernel's arguments in order (see ``convc.schedules.cpu.blocked.kernel``)."""
         p = self.problem
         w, b = pack_weight(self.w, self.b)
         args = [pack(self.x, p.in_block), w, *([b] if p.has_bias else [])]
-        args += [pack_operand(o, p.out_shape, p.out_block) for o in self.operands]
-        args.append(np.zeros(physical_shape(p.out_shape, p.out_block), np.float32))
+        args += [self.pack_operand(o, p.out_shape, p.out_block) for o in self.operands]
+        args.append(np.zeros(physical_shape(p.out_shape, p.out_block), p.dtype))
         return args
 
     def error(self, physical_out: np.ndarray) -> float:
-        got = unpack(physical_out, self.problem.out_block)
+        got = unpack(physical_out, self.problem.out_block).astype(np.float32)
         if got.shape != self.reference.shape or not np.all(np.isfinite(got)):
             return float("inf")
         return float(np.abs(got - self.reference).max() / (np.abs(self.reference).max() + 1e-12))
@@ -86,8 +98,9 @@ class Case:
 
 def compile_trial(trial: Trial, target: tvm.target.Target):
     """(executable, pack_weight) of one trial."""
-    built = trial.kernel.build(trial.problem, trial.config)
-    return tvm.compile(tvm.IRModule({"main": built.func}), target=target), built.pack_weight
+    with target:
+        built = trial.kernel.build(trial.problem, trial.config)
+        return tvm.compile(tvm.IRModule({"main": built.func}), target=target), built.pack_weight
 
 
 def run_and_time(module, device, case: Case, pack_weight, timing: Timing) -> Outcome:
@@ -95,7 +108,7 @@ def run_and_time(module, device, case: Case, pack_weight, timing: Timing) -> Out
     args = [tvm.runtime.tensor(a, device) for a in case.arguments(pack_weight)]
     module["main"](*args)
     error = case.error(args[-1].numpy())
-    if not error <= TOLERANCE:
+    if not error <= TOLERANCE.get(case.problem.dtype, TOLERANCE["float32"]):
         return Outcome("wrong", error=f"output differs from conv_reference: max relative error {error:.3g}")
     evaluator = module.time_evaluator("main", device, number=1, repeat=timing.repeat,
                                       min_repeat_ms=timing.min_repeat_ms)
@@ -103,24 +116,34 @@ def run_and_time(module, device, case: Case, pack_weight, timing: Timing) -> Out
     return Outcome("ok", min(repeats), repeats)
 
 
+def device_of(target: tvm.target.Target, session: Any = tvm.runtime) -> Any:
+    """The device of ``session`` (this process, or an RPC session) that runs ``target``'s code."""
+    return session.cuda(0) if target.kind.name == "cuda" else session.cpu(0)
+
+
 class LocalMeasurer:
-    """Builds and times trials one at a time on this CPU."""
+    """Builds and times trials one at a time on this machine (its CPU, or its GPU for CUDA)."""
 
     device = "local"
     parallel = 1
 
     def __init__(self, target: tvm.target.Target, timing: Timing = Timing()):
+        if target.kind.name == "cuda" and cuda_missing():
+            raise ConvcError(f"tune: measuring CUDA kernels needs a GPU and this machine has "
+                             f"{cuda_missing()}; measure on a remote one with --rpc-tracker HOST:PORT "
+                             "--rpc-key KEY")
         self.target, self.timing = target, timing
+        self.pack_operand = backend_of(target).pack_operand
         self.cases: dict[ConvProblem, Case] = {}
 
     def measure(self, trials: Sequence[Trial]) -> list[Outcome]:
         return [self._one(t) for t in trials]
 
     def _one(self, trial: Trial) -> Outcome:
-        case = self.cases.setdefault(trial.problem, Case(trial.problem))
+        case = self.cases.setdefault(trial.problem, Case(trial.problem, pack_operand=self.pack_operand))
         try:
             executable, pack_weight = compile_trial(trial, self.target)
-            return run_and_time(executable.mod, tvm.cpu(), case, pack_weight, self.timing)
+            return run_and_time(executable.mod, device_of(self.target), case, pack_weight, self.timing)
         except Exception as err:  # a candidate that fails to build or run is a result, not a crash
             return Outcome("error", error=error_summary(err))
 
@@ -144,6 +167,7 @@ class RPCMeasurer:
         self.target, self.key, self.timing, self.session_timeout = target, key, timing, session_timeout
         self.device = f"rpc:{key}"
         self.parallel = parallel or free
+        self.pack_operand = backend_of(target).pack_operand
         self.cases: dict[ConvProblem, Case] = {}
         self.lock = threading.Lock()  # the tracker connection is one socket: one request at a time
         self.tmp = tempfile.TemporaryDirectory(prefix="convc-tune-")
@@ -155,7 +179,7 @@ class RPCMeasurer:
 
     def _build(self, index: int, trial: Trial) -> "tuple[str, Case, Any] | Outcome":
         """(library path, case, weight packer), or the error outcome of a failed build."""
-        case = self.cases.setdefault(trial.problem, Case(trial.problem))
+        case = self.cases.setdefault(trial.problem, Case(trial.problem, pack_operand=self.pack_operand))
         try:
             executable, pack_weight = compile_trial(trial, self.target)
             path = os.path.join(self.tmp.name, f"trial{index}.so")
@@ -173,7 +197,7 @@ class RPCMeasurer:
                 session = self.tracker.request(self.key, priority=1, session_timeout=self.session_timeout)
             session.upload(path)
             module = session.load_module(os.path.basename(path))
-            return run_and_time(module, session.cpu(0), case, pack_weight, self.timing)
+            return run_and_time(module, device_of(self.target, session), case, pack_weight, self.timing)
         except Exception as err:
             return Outcome("error", error=f"on rpc:{self.key}: {error_summary(err)}")
 

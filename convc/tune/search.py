@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Iterable, Sequence
 
-from convc.schedules.cpu.blocked import Kernel
 from convc.tune.database import Record
 from convc.tune.encode import dumps, knobs
 from convc.tune.measure import Outcome, Trial
@@ -26,32 +25,33 @@ PROMISING = 1.5
 HOPELESS = 4.0
 
 
-def trial_key(kernel: Kernel, config: Any) -> tuple[str, str, str]:
+def trial_key(kernel: Any, config: Any) -> tuple[str, str, str]:
     return kernel.name, type(config).__name__, dumps(knobs(config))
 
 
 class TaskSearch:
     """The search state of one task: what is left to try, what was measured, the best."""
 
-    def __init__(self, index: int, task: Task, candidates: Sequence[Kernel], measured: Iterable[Record] = ()):
+    def __init__(self, index: int, task: Task, candidates: Sequence[Any], measured: Iterable[Record] = ()):
         self.index, self.task = index, task
         self.default_kernel, self.default_config = task.default()
         self.records: list[Record] = list(measured)
         done = {r.trial_key for r in self.records}
-        estimates = {k.name: k.estimate(task.problem, k.default_config(task.problem))
+        machine = task.machine
+        estimates = {k.name: k.estimate(task.problem, k.default_config(task.problem, machine), machine)
                      for k in applicable(task.problem, candidates)}
         kernels = sorted(applicable(task.problem, candidates), key=lambda k: estimates[k.name])
         cutoff = HOPELESS * min(estimates.values(), default=0.0)
         self.hopeless = {k.name for k in kernels if estimates[k.name] > cutoff}
         first = [(self.default_kernel, self.default_config)]
-        first += [(k, k.default_config(task.problem)) for k in kernels if k.name not in self.hopeless]
+        first += [(k, k.default_config(task.problem, machine)) for k in kernels if k.name not in self.hopeless]
         self.first = deque(self._fresh(first, done))
-        self.queues = {k.name: deque(self._fresh(((k, c) for c in k.space(task.problem)), done))
+        self.queues = {k.name: deque(self._fresh(((k, c) for c in k.space(task.problem, machine)), done))
                        for k in kernels}
         self._turn = 0
 
     @staticmethod
-    def _fresh(pairs: Iterable[tuple[Kernel, Any]], done: set) -> Iterable[tuple[Kernel, Any]]:
+    def _fresh(pairs: Iterable[tuple[Any, Any]], done: set) -> Iterable[tuple[Any, Any]]:
         """``pairs`` without the measured ones (and without repeats)."""
         for kernel, config in pairs:
             key = trial_key(kernel, config)

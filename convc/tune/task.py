@@ -1,31 +1,33 @@
-"""Tuning tasks: the distinct blocked convs of a model, keyed by a deterministic signature.
+"""Tuning tasks: the distinct kernel-compiled convs of a model, keyed by a deterministic signature.
 
 A task is one ``ConvProblem`` (sizes, attributes, dtype, fused epilogue, input/output
-layout blocks) with at least one applicable blocked kernel. Convs of equal problems
+layout blocks) with at least one applicable conv kernel of the target's backend
+(``convc.backend``: the blocked CPU kernels, or the CUDA kernels). Convs of equal problems
 share a task; its ``count`` says how many convs of the model run it. The signature
-hashes the problem's canonical JSON; the target (CPU model, features, cores) is kept
-beside it in every record (``TargetKey``), so one database can hold several machines.
+hashes the problem's canonical JSON; the target (CPU model, features, cores; or GPU
+architecture) is kept beside it in every record (``TargetKey``), so one database can hold
+several machines.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 import tvm
 
+from convc.backend import Backend, backend, backend_of
 from convc.ir import Graph, Op
 from convc.ir.ops.conv import split_conv_inputs
 from convc.layout import plan_layouts
-from convc.schedules.cpu.blocked import CANDIDATES, ConvProblem, Kernel, choose
-from convc.schedules.cpu.blocked.machine import Machine
-from convc.target import channel_block
+from convc.schedules.cpu.blocked import ConvProblem
 from convc.tune.encode import digest, plain
 
 
 @dataclass(frozen=True)
 class TargetKey:
-    """What a measurement depends on besides the problem: the target kind, the CPU model
-    (LLVM's name), a hash of its feature set, the core count, the layout block."""
+    """What a measurement depends on besides the problem: the target kind, the processor
+    model (LLVM's CPU name, or the CUDA architecture), a hash of the CPU's feature set, the
+    core count (1 on a GPU), the layout block."""
 
     kind: str
     cpu: str
@@ -35,11 +37,13 @@ class TargetKey:
 
     @staticmethod
     def of(target: tvm.target.Target) -> "TargetKey":
-        cpu = str(target.attrs.get("mcpu", "")) if target.kind.name == "llvm" else ""
-        features = sorted(str(f) for f in tvm.target.codegen.llvm_get_cpu_features(target)) \
-            if target.kind.name == "llvm" else []
+        if target.kind.name == "llvm":
+            cpu = str(target.attrs.get("mcpu", ""))
+            features = sorted(str(f) for f in tvm.target.codegen.llvm_get_cpu_features(target))
+        else:
+            cpu, features = str(target.attrs.get("arch", "")), []
         return TargetKey(target.kind.name, cpu, digest(features), int(target.attrs.get("num-cores", 0) or 1),
-                         channel_block(target))
+                         backend_of(target).channel_block(target))
 
     def describe(self) -> str:
         return f"{self.kind} {self.cpu or '?'} ({self.cores} cores, block {self.block}, features {self.features})"
@@ -47,10 +51,13 @@ class TargetKey:
 
 @dataclass(frozen=True)
 class Task:
-    """One distinct conv problem of a model: ``count`` convs (``nodes``) run it."""
+    """One distinct conv problem of a model: ``count`` convs (``nodes``) run it, with the
+    kernels of ``backend`` (default: the CPU's) estimated on ``machine`` (its default)."""
 
     problem: ConvProblem
     nodes: tuple[str, ...]
+    backend: Backend = field(default_factory=lambda: backend("llvm"), compare=False, repr=False)
+    machine: Any = field(default=None, compare=False, repr=False)
 
     @property
     def count(self) -> int:
@@ -64,13 +71,14 @@ class Task:
     def label(self) -> str:
         return label(self.problem)
 
-    def default(self, machine: Machine | None = None):
+    def default(self, machine: Any = None):
         """The cost model's pick: (kernel, config), what an untuned compile uses."""
-        kernel, config, _ = choose(self.problem, machine)
+        kernel, config, _ = self.backend.choose(self.problem, machine or self.machine)
         return kernel, config
 
-    def estimate(self, machine: Machine | None = None) -> float:
+    def estimate(self, machine: Any = None) -> float:
         """The cost model's seconds for the default pick (ranks tasks before measurement)."""
+        machine = machine or self.machine
         kernel, config = self.default(machine)
         return kernel.estimate(self.problem, config, machine)
 
@@ -95,17 +103,20 @@ def label(p: ConvProblem) -> str:
     return f"{k}{stride} {p.in_channels}>{p.out_channels} {'x'.join(map(str, p.in_size))}{groups}{batch}{extra}"
 
 
-def applicable(problem: ConvProblem, candidates: Sequence[Kernel] = CANDIDATES) -> list[Kernel]:
+def applicable(problem: ConvProblem, candidates: Sequence[Any]) -> list[Any]:
     return [k for k in candidates if k.decline(problem) is None]
 
 
 def extract_tasks(graph: Graph, target: tvm.target.Target) -> list[Task]:
     """The tasks of a rewritten graph (after ``convc.compiler.lower_to_ir``), in first-use order.
 
-    A conv is a task when its weight (and bias) are constants and a blocked kernel applies:
-    exactly the convs the backend compiles with a blocked kernel, with the layouts it uses.
+    A conv is a task when its weight (and bias) are constants and a conv kernel of the
+    target's backend applies: exactly the convs the backend compiles with such a kernel,
+    with the layouts it uses.
     """
-    layouts = plan_layouts(graph, channel_block(target))
+    kernels = backend_of(target)
+    machine = kernels.machine(target)
+    layouts = plan_layouts(graph, kernels.channel_block(target))
     nodes: dict[ConvProblem, list[str]] = {}
     for node in graph.nodes:
         if node.op is not Op.CONV:
@@ -114,7 +125,7 @@ def extract_tasks(graph: Graph, target: tvm.target.Target) -> list[Task]:
         if not all(graph.is_constant(v) for v in (w, *bias)):
             continue
         problem = ConvProblem.from_node(node, layouts[x], layouts[node.output])
-        if applicable(problem):
+        if applicable(problem, kernels.candidates):
             nodes.setdefault(problem, []).append(node.name)
-    return [Task(p, tuple(names)) for p, names in nodes.items()]
+    return [Task(p, tuple(names), kernels, machine) for p, names in nodes.items()]
 

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Collection, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 from convc.errors import ConvcError
-from convc.schedules.cpu.blocked import CANDIDATES, Kernel
 from convc.target import resolve_target
 from convc.tune.database import Database, iter_compatible, versions
 from convc.tune.encode import plain
@@ -87,26 +86,29 @@ def select_tasks(searches: list[TaskSearch], spec: str | None) -> list[TaskSearc
 def tune(model, db: str, target: str = "llvm", trials: int | None = None, time_budget: float | None = None,
          input_shapes: Mapping[str, Sequence[int]] | None = None, tasks: str | None = None,
          rpc_tracker: str | None = None, rpc_key: str | None = None, timing: Timing = Timing(),
-         candidates: Sequence[Kernel] = CANDIDATES, disable_passes: Collection[str] = (),
-         progress: Progress | None = None) -> TuneReport:
+         candidates: Sequence[Any] | None = None, disable_passes: Collection[str] = (),
+         progress: Progress | None = None, dtype: str = "float32") -> TuneReport:
     """Tune the convs of ``model`` (path or ModelProto) for ``target``; records go to ``db``.
 
     ``trials`` / ``time_budget`` (seconds) bound the work (see the module docstring);
     ``tasks`` restricts it to some task numbers ("0,3"); ``rpc_tracker`` ("HOST:PORT") with
-    ``rpc_key`` measures on the tracker's devices instead of this CPU. ``candidates`` are
-    the kernels searched besides the default (tests pass a list with a broken one).
+    ``rpc_key`` measures on the tracker's devices instead of this machine (a CUDA target
+    needs one of the two: a local GPU, or a tracker's). ``candidates`` are the kernels
+    searched besides the default (default: the target backend's; tests pass a list with a
+    broken one). ``dtype`` is the precision the model will be compiled in (``convc.compile``).
     """
-    from convc.compiler import lower_to_ir
+    from convc.compiler import check_dtype, convert_dtype, lower_to_ir
     budget = Budget(trials, time_budget)
     tvm_target = resolve_target(target)
-    graph = lower_to_ir(model, input_shapes, disable_passes=disable_passes)
+    check_dtype(dtype)
+    measurer = _measurer(tvm_target, rpc_tracker, rpc_key, timing)
+    graph = convert_dtype(lower_to_ir(model, input_shapes, disable_passes=disable_passes), dtype)
     database = Database(db)
     key, current = plain(TargetKey.of(tvm_target)), versions()
     old = list(iter_compatible(database.records(), key, current))
-    searches = [TaskSearch(i, t, candidates, [r for r in old if r.task == t.signature])
+    searches = [TaskSearch(i, t, candidates or t.backend.candidates, [r for r in old if r.task == t.signature])
                 for i, t in enumerate(extract_tasks(graph, tvm_target))]
     active = select_tasks(searches, tasks)
-    measurer = _measurer(tvm_target, rpc_tracker, rpc_key, timing)
     progress = progress or Progress()
     progress.start(active, budget.trials, budget.seconds, measurer.device)
     start, run = time.monotonic(), 0
