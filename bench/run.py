@@ -74,6 +74,23 @@ def _transposed_rows(rows: list[dict]) -> list[str]:
     return lines
 
 
+def _tuned_rows(rows: list[dict]) -> list[str]:
+    lines = []
+    for r in rows:
+        if "tuned_ms" not in r["passes"][0]:
+            continue
+        tuned = min(p["tuned_ms"] for p in r["passes"])
+        default = min(p["convc_ms"] for p in r["passes"])
+        ort = min(p["ort_ms"] for p in r["passes"])
+        vs_ort = [p["ort_ms"] / p["tuned_ms"] for p in r["passes"]]
+        gain = [p["convc_ms"] / p["tuned_ms"] for p in r["passes"]]
+        t = r["tuning"]
+        lines.append(f"| {r['model']} | {t['seconds'] / 60:.1f} min ({t['budget']}, {t['threads']} thread(s)) | "
+                     f"{default:.3f} | {tuned:.3f} | {ort:.3f} | {min(gain):.2f}–{max(gain):.2f} | "
+                     f"**{min(vs_ort):.2f}–{max(vs_ort):.2f}** |")
+    return lines
+
+
 def write_report(results: dict[int, list[dict]], peaks: dict[int, float], notes: list[str], path: Path) -> None:
     import onnxruntime
     import tvm
@@ -98,6 +115,11 @@ def write_report(results: dict[int, list[dict]], peaks: dict[int, float], notes:
             lines += [f"### Transposed convolutions, {threads} thread(s): zero insertion vs sub-pixel", "",
                       "| model | zero-insertion ms | sub-pixel ms | onnxruntime ms | sub-pixel speed-up | "
                       "sub-pixel vs ORT |", "|---|---|---|---|---|---|", *transposed, ""]
+        tuned = _tuned_rows(rows)
+        if tuned:
+            lines += [f"### Tuned ({threads} thread(s)): `python -m bench.tune`, then compiled with that database", "",
+                      "| model | tuning time | untuned ms | tuned ms | onnxruntime ms | tuned vs untuned | "
+                      "tuned vs ORT |", "|---|---|---|---|---|---|---|", *tuned, ""]
     path.write_text("\n".join(lines))
 
 

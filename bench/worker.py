@@ -57,9 +57,10 @@ def _interleaved(runners: dict, block_seconds: float = 0.15) -> list[dict]:
     return passes
 
 
-def bench_model(name: str, model, threads: int, stock_tvm: bool) -> dict:
-    """convc (and, for models with transposed convs, convc without the sub-pixel rewrite) against
-    onnxruntime, interleaved; stock TVM timed separately (it is orders of magnitude slower)."""
+def bench_model(name: str, model, threads: int, stock_tvm: bool, tuning_db: str | None = None) -> dict:
+    """convc (and, for models with transposed convs, convc without the sub-pixel rewrite; with
+    ``tuning_db``, convc compiled with that tuning database) against onnxruntime, interleaved;
+    stock TVM timed separately (it is orders of magnitude slower)."""
     import onnxruntime as ort
 
     import convc
@@ -82,6 +83,8 @@ def bench_model(name: str, model, threads: int, stock_tvm: bool) -> dict:
     variants = {"convc": compiled}
     if _has_conv_transpose(model):
         variants["zero_insertion"] = convc.compile(model, disable_passes={"subpixel"})
+    if tuning_db is not None:
+        variants["tuned"] = convc.compile(model, tuning_db=tuning_db)
     errors = {label: max(relative_l2(a, e) for a, e in zip(m.run(inputs), expected))
               for label, m in variants.items()}
     runners = {label: (lambda m=m: m.run(inputs)) for label, m in variants.items()}
@@ -104,10 +107,15 @@ def main(argv: list[str]) -> None:
     stock = "--no-stock-tvm" not in argv
     assert os.environ.get("TVM_NUM_THREADS") == str(threads), "set TVM_NUM_THREADS before starting the worker"
     from bench.suites import load_model
+    from bench.tune import TUNING_DIR, read_budget
+    tuned = read_budget()
     results = []
     for name in names:
         print(f"[{threads} thread(s)] {name} ...", file=sys.stderr, flush=True)
-        results.append(bench_model(name, load_model(name), threads, stock))
+        db = str(TUNING_DIR) if name in tuned else None
+        results.append(bench_model(name, load_model(name), threads, stock, db))
+        if db is not None:
+            results[-1]["tuning"] = tuned[name]
     out.write_text(json.dumps(results, indent=1))
 
 
