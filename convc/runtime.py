@@ -99,7 +99,8 @@ class _Device:
     missing: str  # why there is none, when there is none ("" when it exists)
 
 
-def _cuda_missing() -> str:
+def cuda_missing() -> str:
+    """Why this machine cannot run CUDA code ("" when it can)."""
     try:
         if tvm.runtime.cuda(0).exist:
             return ""
@@ -111,7 +112,7 @@ def _cuda_missing() -> str:
 # device name -> TVM device
 _DEVICES: dict[str, Callable[[], _Device]] = {
     "cpu": lambda: _Device(lambda: tvm.runtime.cpu(0), ""),
-    "cuda": lambda: _Device(lambda: tvm.runtime.cuda(0), _cuda_missing()),
+    "cuda": lambda: _Device(lambda: tvm.runtime.cuda(0), cuda_missing()),
 }
 
 
@@ -143,11 +144,14 @@ class CompiledModel:
     """
 
     def __init__(self, module: Any, export: Callable[[str], None], signature: Signature,
-                 device: str | None = None, vm: Any = None, device_code: Any = None):
+                 device: str | None = None, vm: Any = None, device_code: Any = None,
+                 kernels: Mapping[str, Sequence[str]] | None = None):
         """Wrap a Relax VM executable ``module`` computing ``signature``; ``export(path)``
         writes its shared object. ``device`` ("cpu", "cuda") defaults to the signature
         target's; another one is a ``ConvcError``. ``vm``: a VM of ``module`` already on
-        that device. ``device_code``: the build's ``convc.backend.DeviceCode``, if any."""
+        that device. What a build in this process knows besides (None or empty after
+        ``load``): ``device_code``, its ``convc.backend.DeviceCode``; ``kernels``, the
+        symbol of every kernel with the names of the graph nodes it computes."""
         device = device or signature.device
         _check_device_name(device)
         if device != signature.device:
@@ -158,6 +162,7 @@ class CompiledModel:
         self.signature = signature
         self.device = device
         self.device_code = device_code
+        self.kernels = {symbol: tuple(nodes) for symbol, nodes in (kernels or {}).items()}
         self._module = module
         self._export = export
         self._vm = vm
@@ -182,7 +187,9 @@ class CompiledModel:
                 raise ConvcError(f"cannot start the model on {self.device}: {_last_line(err)}") from err
         return self._tvm_device, self._vm["main"]
 
-    def _arguments(self, inputs: Mapping[str, Any]) -> list:
+    def device_inputs(self, inputs: Mapping[str, Any]) -> list:
+        """The named inputs as the device tensors the model is called with, in its input
+        order (see ``run`` for what is passed without a copy)."""
         device, _ = self._session()
         expected = {s.name for s in self.inputs}
         unknown = sorted(set(inputs) - expected)
@@ -217,12 +224,12 @@ class CompiledModel:
         """
         if output not in OUTPUT_FORMS:
             raise ConvcError(f"run(output={output!r}): choose from {', '.join(OUTPUT_FORMS)}")
-        outs = self._call(self._arguments(inputs))
+        outs = self._call(self.device_inputs(inputs))
         return outs if output == "dlpack" else [out.numpy() for out in outs]
 
     def benchmark(self, inputs: Mapping[str, Any], repeat: int) -> list[float]:
         """Seconds per run for ``repeat`` runs, after one warm-up run."""
-        args = self._arguments(inputs)
+        args = self.device_inputs(inputs)
         device, _ = self._session()
         self._call(args)
         device.sync()
@@ -356,7 +363,7 @@ def load(path: str | os.PathLike, device: str | None = None) -> CompiledModel:
     except Exception as err:
         if "load_from_bytes.cuda" in str(err):
             raise ConvcError(f"{path}: the library was compiled for CUDA and this machine has "
-                             f"{_cuda_missing() or 'no CUDA runtime'}") from None
+                             f"{cuda_missing() or 'no CUDA runtime'}") from None
         raise LibraryError(f"{path}: not a loadable convc library ({_last_line(err)})") from err
     vm = reader if (device or signature.device) == "cpu" else None
     return CompiledModel(module, lambda tmp: _copy_library(path, tmp), signature, device, vm)

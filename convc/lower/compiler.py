@@ -41,4 +41,4 @@ def build(graph: Graph, target: tvm.target.Target, tuned=None) -> CompiledModel:
                                + f": {error_summary(err)}") from err
     device_code = backend.device_code(executable.mod, target)
     return CompiledModel(executable.mod, executable.export_library, signature, backend.device,
-                         device_code=device_code)
+                         device_code=device_code, kernels=builder.symbols)
