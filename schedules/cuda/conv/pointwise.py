@@ -2,7 +2,6 @@
 position), so a tile is a plain copy, with vector loads when rows are contiguous and aligned."""
 from __future__ import annotations
 
-
 from tvm import tirx
 
 from convc.schedules.cpu.blocked.problem import ConvProblem
