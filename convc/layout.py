@@ -111,6 +111,20 @@ RULES: dict[Op, Rule] = {
 }
 
 
+def conv_layouts(node: Node, layouts: Layouts, block: int) -> tuple[int, int]:
+    """The (input, output) layouts of a conv's kernel. The input is read in the layout it
+    has, except that a pointwise conv reads a plain, blockable input through a blocked copy
+    (made once per value, shared by its readers): pointwise kernels reading a plain input
+    fetch one scalar per channel plane per step, which costs more than the copy (128 -> 256
+    channels over 32x32 positions: 524 us plain vs 399 us blocked + 40 us copy, 1 thread)."""
+    x, w = node.inputs[0], node.inputs[1]
+    have = layouts.get(x, PLAIN)
+    pointwise = all(k == 1 for k in w.shape[2:])
+    if have == PLAIN and block and pointwise and node.attrs.groups == 1 and _blockable(x, block):
+        have = block
+    return have, layouts[node.output]
+
+
 def plan_layouts(graph: Graph, block: int) -> Layouts:
     """The layout (0 = plain, else the channel block) of every graph input and node output.
 

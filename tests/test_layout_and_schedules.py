@@ -8,7 +8,11 @@ from convc.compiler import lower_to_ir, plan_schedules
 from convc.errors import ConvcError
 from convc.ir import ConvAttrs, GraphBuilder, Op, TensorType
 from convc.ir.ops.normalization import SoftmaxAttrs
-from convc.layout import PLAIN, plan_layouts
+from convc.layout import PLAIN, conv_layouts, plan_layouts
+from convc.lower.compiler import signature_of
+from convc.lower.module import ModuleBuilder
+from convc.target import channel_block, resolve_target
+from lower_check import check
 from convc.passes.select_schedule import ScheduleRequest
 from oracles import onnxruntime_outputs, relative_l2
 
@@ -35,6 +39,32 @@ def test_ops_outside_the_conv_world_read_plain_values():
     s = b.emit1(Op.SOFTMAX, [y], SoftmaxAttrs(1))
     layouts = plan_layouts(b.build([s]), 8)
     assert layouts[y] == 8 and layouts[s] == PLAIN
+
+
+@pytest.mark.parametrize("kernel, groups, channels, blocked_read", [
+    (1, 1, 32, True),    # pointwise: reads a blocked copy of the plain input
+    (3, 1, 32, False),   # a spatial kernel reads the plain input itself
+    (1, 2, 32, False),   # grouped
+    (1, 1, 12, False),   # the channels fill no whole block
+])
+def test_pointwise_convs_read_plain_inputs_through_one_blocked_copy(kernel, groups, channels, blocked_read):
+    target = resolve_target("llvm")
+    block = channel_block(target)
+    rng = np.random.default_rng(0)
+    b = GraphBuilder()
+    x = b.add_input("x", TensorType((1, channels, 6, 5), "float32"))
+    attrs = ConvAttrs((1, 1), (0, 0), (0, 0), (1, 1), groups)
+    outs = [b.emit1(Op.CONV, [x, b.constant(rng.standard_normal((16, channels // groups, kernel, kernel))
+                                            .astype(np.float32), f"w{i}")], attrs) for i in range(2)]
+    graph = b.build(outs)
+    layouts = plan_layouts(graph, block)
+    for node in graph.nodes:
+        assert conv_layouts(node, layouts, block) == ((block if blocked_read else PLAIN), block)
+    builder = ModuleBuilder(graph, target, block)
+    builder.build(signature_of(graph, target))
+    copies = [s for s in builder.symbols if s.startswith(f"layout_0_to_{block}")]
+    assert len(copies) == (1 if blocked_read else 0)  # one copy, shared by both convs
+    check(graph, rtol=1e-4, atol=1e-4)
 
 
 def test_cost_model_picks_per_shape():

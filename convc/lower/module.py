@@ -24,7 +24,7 @@ from convc.backend import Backend, backend_of
 from convc.errors import CodegenError, ConvcError
 from convc.ir import Graph, Node, Op, Value
 from convc.ir.ops.conv import split_conv_inputs
-from convc.layout import PLAIN, plan_layouts
+from convc.layout import PLAIN, conv_layouts, plan_layouts
 from convc.lower.layout import logical_view, store_blocked, stored_placeholder
 from convc.lower.registry import Tables, lowering_of
 from convc.runtime import SIGNATURE_FUNCTION, Signature
@@ -62,6 +62,7 @@ class ModuleBuilder:
         self.schedule = self.backend.schedule
         self.graph = graph
         self.tuned = tuned or {}
+        self.block = block
         self.layouts = plan_layouts(graph, block)
         self.bb = relax.BlockBuilder()
         self.env: dict[tuple[Value, int], relax.Expr] = {}  # (value, layout) -> expression
@@ -155,7 +156,7 @@ class ModuleBuilder:
         (x, w, *bias), operands = split_conv_inputs(node.attrs, node.inputs)
         if not all(self.graph.is_constant(v) for v in (w, *bias)):
             return False
-        in_block = self.layouts[x]
+        in_block, _ = conv_layouts(node, self.layouts, self.block)
         problem = ConvProblem.from_node(node, in_block, out_block)
         kernel, config = pick_conv_kernel(node, problem, self.tuned, self.backend, self.machine)
         if kernel is None:

@@ -20,7 +20,7 @@ from convc.backend import Backend, backend as backend_of_kind
 from convc.errors import ConvcError
 from convc.ir import Graph, Node, Op
 from convc.ir.ops.conv import Algorithm, split_conv_inputs
-from convc.layout import plan_layouts
+from convc.layout import conv_layouts, plan_layouts
 from convc.schedules.cpu.blocked import ConvProblem
 
 CHOICES = backend_of_kind("llvm").choices  # the CPU's kernels; a target's are ``backend_of(target).choices``
@@ -83,7 +83,7 @@ def select_schedules(graph: Graph, block: int, request: ScheduleRequest = Schedu
             nodes.append(node)
             continue
         (x, w, *bias), _ = split_conv_inputs(node.attrs, node.inputs)
-        problem = ConvProblem.from_node(node, layouts[x], layouts[node.output])
+        problem = ConvProblem.from_node(node, *conv_layouts(node, layouts, block))
         model_pick, _, verdicts = backend.choose(problem, machine)
         if model_pick is None or not all(graph.is_constant(v) for v in (w, *bias)):
             decisions.append(Decision(node.name, source_name(node), "plain (no conv kernel applies)",

@@ -18,7 +18,7 @@ import tvm
 from convc.backend import Backend, backend, backend_of
 from convc.ir import Graph, Op
 from convc.ir.ops.conv import split_conv_inputs
-from convc.layout import plan_layouts
+from convc.layout import conv_layouts, plan_layouts
 from convc.schedules.cpu.blocked import ConvProblem
 from convc.tune.encode import digest, plain
 
@@ -116,7 +116,8 @@ def extract_tasks(graph: Graph, target: tvm.target.Target) -> list[Task]:
     """
     kernels = backend_of(target)
     machine = kernels.machine(target)
-    layouts = plan_layouts(graph, kernels.channel_block(target))
+    block = kernels.channel_block(target)
+    layouts = plan_layouts(graph, block)
     nodes: dict[ConvProblem, list[str]] = {}
     for node in graph.nodes:
         if node.op is not Op.CONV:
@@ -124,7 +125,7 @@ def extract_tasks(graph: Graph, target: tvm.target.Target) -> list[Task]:
         (x, w, *bias), _ = split_conv_inputs(node.attrs, node.inputs)
         if not all(graph.is_constant(v) for v in (w, *bias)):
             continue
-        problem = ConvProblem.from_node(node, layouts[x], layouts[node.output])
+        problem = ConvProblem.from_node(node, *conv_layouts(node, layouts, block))
         if applicable(problem, kernels.candidates):
             nodes.setdefault(problem, []).append(node.name)
     return [Task(p, tuple(names), kernels, machine) for p, names in nodes.items()]
