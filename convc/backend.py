@@ -52,6 +52,7 @@ class Backend:
     channel_block: Callable[[tvm.target.Target], int]
     pack_operand: OperandPacker                  # a constant epilogue operand as the kernels read it
     device_code: Callable[[Any, tvm.target.Target], "DeviceCode | None"]  # checks the built module
+    relax_pipeline: Callable[[tvm.target.Target], Any]  # tvm.compile's relax_pipeline argument
 
     @property
     def choices(self) -> tuple[str, ...]:
@@ -71,7 +72,7 @@ def _cpu() -> Backend:
     return Backend(kind="llvm", device="cpu", candidates=blocked.CANDIDATES, by_name=blocked.by_name,
                    choose=blocked.choose, machine=_cached(Machine.from_target), schedule=cpu.schedule,
                    channel_block=channel_block, pack_operand=blocked.pack_operand,
-                   device_code=_no_device_code)
+                   device_code=_no_device_code, relax_pipeline=lambda target: "default")
 
 
 def _cuda() -> Backend:
@@ -81,7 +82,7 @@ def _cuda() -> Backend:
     return Backend(kind="cuda", device="cuda", candidates=tuple(conv.CANDIDATES), by_name=conv.by_name,
                    choose=conv.choose, machine=_cached(_gpu), schedule=cuda.schedule,
                    channel_block=lambda target: 0, pack_operand=lambda array, out_shape, block: array,
-                   device_code=_cuda_device_code)
+                   device_code=_cuda_device_code, relax_pipeline=_cuda_pipeline)
 
 
 # target kind -> its backend's assembler
@@ -128,6 +129,26 @@ def _gpu(target: tvm.target.Target):
 def _arch_number(arch: str) -> int:
     digits = "".join(ch for ch in arch if ch.isdigit())
     return int(digits or 0)
+
+
+def _cuda_pipeline(target: tvm.target.Target):
+    """TVM's generic Relax pipeline, with GPU thread bindings for what it legalizes.
+
+    TVM's CUDA pipeline fuses ``call_tir`` kernels (FuseOps, FuseTIR), which would undo
+    the kernels convc scheduled (and fails on a reshape between two of them); convc fuses
+    epilogues itself, so every kernel is kept as built."""
+    from tvm import relax
+    from tvm.s_tir import dlight
+
+    @tvm.transform.module_pass(opt_level=0)
+    def pipeline(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        with target:
+            return tvm.transform.Sequential([
+                relax.transform.LegalizeOps(),
+                dlight.ApplyDefaultSchedule(dlight.gpu.Fallback()),
+                relax.get_pipeline("default"),
+            ])(mod)
+    return pipeline
 
 
 def cuda_modules(module) -> list:
