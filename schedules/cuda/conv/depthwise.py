@@ -19,7 +19,7 @@ from tvm import s_tir, te
 from convc.lower.conv import pad_spatial
 from convc.schedules.cpu.blocked.problem import ConvProblem
 from convc.schedules.cuda.conv.kernel import ComputeThenSchedule, Gpu, KernelBuild, Launch, element_bytes
-from convc.schedules.cuda.conv.stages import ACC, EPILOGUE, epilogue, flat, inputs, prim_func
+from convc.schedules.cuda.conv.stages import ACC, EPILOGUE, epilogue, flat, inputs, loops_below, prim_func
 
 PAD = "pad"
 
@@ -152,7 +152,7 @@ def _schedule(sch: s_tir.Schedule, p: ConvProblem, c: DepthwiseConfig) -> None:
     if c.stage:
         sch.set_scope(window, 0, "shared")
         sch.compute_at(window, block)
-        fused = sch.fuse(*sch.get_loops(window)[1:])
+        fused = sch.fuse(*loops_below(sch, window, block))
         _, *lanes = sch.split(fused, [None, *([c.threads_h] if ty is not None else []), c.threads_w])
         for loop, axis in zip(lanes, ("threadIdx.y", "threadIdx.x")[-len(lanes):]):
             sch.bind(loop, axis)

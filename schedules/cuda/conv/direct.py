@@ -17,8 +17,8 @@ from tvm import s_tir, te, tirx
 
 from convc.schedules.cpu.blocked.problem import ConvProblem
 from convc.schedules.cuda.conv.kernel import ComputeThenSchedule, Gpu, KernelBuild, Launch, element_bytes
-from convc.schedules.cuda.conv.stages import (ACC, EPILOGUE, flat_epilogue, inputs, out_positions, padded_read,
-                                              prim_func, unflatten_output, unravel)
+from convc.schedules.cuda.conv.stages import (ACC, EPILOGUE, flat_epilogue, inputs, loops_below, out_positions,
+                                              padded_read, prim_func, unflatten_output, unravel)
 
 PATCH = "patch"
 L2_MISS = 0.25
@@ -113,14 +113,13 @@ def _schedule(sch: s_tir.Schedule, c: DirectConfig) -> None:
     bq, tx = sch.split(q, [None, c.threads])
     ko, ki = sch.split(k, [None, c.block_k])
     sch.reorder(n, g, bm, bq, tx, ko, ki, tm)
-    sch.bind(sch.fuse(n, g, bm), "blockIdx.y")
-    sch.bind(bq, "blockIdx.x")
+    sch.bind(sch.fuse(n, g, bm, bq), "blockIdx.x")  # x: up to 2^31 - 1 blocks
     sch.bind(tx, "threadIdx.x")
     sch.set_scope(acc, 0, "local")
     sch.reverse_compute_at(sch.get_sblock(EPILOGUE), tx)
     weights = sch.cache_read(acc, 0, "shared")
     sch.compute_at(weights, ko)
-    fused = sch.fuse(*sch.get_loops(weights)[4:])
+    fused = sch.fuse(*loops_below(sch, weights, ko))
     _, threads = sch.split(fused, [None, c.threads])
     sch.bind(threads, "threadIdx.x")
     patch = sch.get_sblock(PATCH)

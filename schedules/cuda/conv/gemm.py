@@ -24,8 +24,8 @@ from tvm import s_tir, te, tirx
 
 from convc.schedules.cpu.blocked.problem import ConvProblem
 from convc.schedules.cuda.conv.kernel import ComputeThenSchedule, Gpu, KernelBuild, Launch, element_bytes
-from convc.schedules.cuda.conv.stages import (ACC, EPILOGUE, flat_epilogue, inputs, out_positions, prim_func,
-                                              unflatten_output)
+from convc.schedules.cuda.conv.stages import (ACC, EPILOGUE, flat_epilogue, inputs, loops_below, out_positions,
+                                              prim_func, unflatten_output)
 
 PATCH = "patch"
 L2_MISS = 0.25  # fraction of re-read tiles that miss L2 and come from DRAM
@@ -166,8 +166,7 @@ def _schedule(sch: s_tir.Schedule, c: GemmConfig, patch_vector: int) -> None:
     bn, tx, tn = sch.split(q, [None, c.block_n // c.thread_n, c.thread_n])
     ko, ki = sch.split(k, [None, c.block_k])
     sch.reorder(n, g, bm, bn, ty, tx, ko, ki, tm, tn)
-    sch.bind(sch.fuse(n, g, bm), "blockIdx.y")
-    sch.bind(bn, "blockIdx.x")
+    sch.bind(sch.fuse(n, g, bm, bn), "blockIdx.x")  # x: up to 2^31 - 1 blocks
     sch.bind(ty, "threadIdx.y")
     sch.bind(tx, "threadIdx.x")
     sch.set_scope(acc, 0, "local")
@@ -177,7 +176,7 @@ def _schedule(sch: s_tir.Schedule, c: GemmConfig, patch_vector: int) -> None:
     sch.set_scope(patch_tile, 0, "shared")
     for tile, vector in ((weight_tile, c.vector), (patch_tile, patch_vector)):
         sch.compute_at(tile, ko)
-        _cooperative_fetch(sch, tile, c, vector, depth=5)
+        _cooperative_fetch(sch, tile, c, vector, ko)
     for operand, lanes in ((0, c.thread_m), (1, c.thread_n)):
         registers = sch.cache_read(acc, operand, "local")
         sch.compute_at(registers, ki)
@@ -188,10 +187,10 @@ def _schedule(sch: s_tir.Schedule, c: GemmConfig, patch_vector: int) -> None:
     sch.decompose_reduction(acc, ko)
 
 
-def _cooperative_fetch(sch: s_tir.Schedule, block, c: GemmConfig, vector: int, depth: int) -> None:
-    """All threads of the block copy the tile of ``block`` (its loops below ``depth``), ``vector``
-    consecutive elements per thread and step."""
-    fused = sch.fuse(*sch.get_loops(block)[depth:])
+def _cooperative_fetch(sch: s_tir.Schedule, block, c: GemmConfig, vector: int, anchor) -> None:
+    """All threads of the block copy the tile of ``block`` (its loops below ``anchor``),
+    ``vector`` consecutive elements per thread and step."""
+    fused = sch.fuse(*loops_below(sch, block, anchor))
     _, ty, tx, lanes = sch.split(fused, [None, c.block_m // c.thread_m, c.block_n // c.thread_n, vector])
     sch.bind(ty, "threadIdx.y")
     sch.bind(tx, "threadIdx.x")

@@ -112,3 +112,11 @@ def prim_func(data, weight, bias, operands, out) -> tirx.PrimFunc:
 
 def out_positions(p: ConvProblem) -> int:
     return math.prod(p.out_size)
+
+
+def loops_below(sch, block, loop) -> list:
+    """The loops of ``block`` nested inside ``loop`` (after a ``compute_at`` to ``loop``)."""
+    anchor = sch.get(loop)
+    loops = sch.get_loops(block)
+    depth = next(i for i, candidate in enumerate(loops) if sch.get(candidate).same_as(anchor))
+    return loops[depth + 1:]
