@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 
 import numpy as np
 import pytest
@@ -156,6 +157,22 @@ def test_cuda_source_and_nvcc(name, case):
         for vector in _promised_vectors(name, p, config):
             assert vector in source, f"{name} {config} promises {vector} loads"
         assert len(_nvcc(source, arch)) > 0
+
+
+@pytest.mark.parametrize("name", ["implicit_gemm", "1x1"])
+def test_double_buffered_tiles(name):
+    """stages=2 (TVM's software pipeline on the reduction loop): twice the shared memory of
+    one stage; nvcc compiles it."""
+    p = problem(24, 16, (6, 6), 3 if name == "implicit_gemm" else 1)
+    kernel = by_name(name)
+    single = kernel.space(p)[0]
+    double = next(c for c in kernel.space(p) if c.stages == 2 and dataclasses.replace(c, stages=1) == single)
+    sources = {c.stages: _cuda_source(kernel.build(p, c).func, "sm_80") for c in (single, double)}
+
+    def shared_floats(source):
+        return sum(int(n) * (int(v) if v else 1) for v, n in re.findall(r"__shared__ alignas\(\d+\) float(\d?) \w+\[(\d+)\]", source))
+    assert shared_floats(sources[2]) == 2 * shared_floats(sources[1]) > 0
+    assert len(_nvcc(sources[2], "sm_80")) > 0
 
 
 def test_pointwise_loads_input_rows_as_vectors():

@@ -16,6 +16,7 @@ bounds checks (padded positions and channels are dropped by the epilogue's guard
 from __future__ import annotations
 
 import abc
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -35,7 +36,8 @@ L2_MISS = 0.25  # fraction of re-read tiles that miss L2 and come from DRAM
 class GemmConfig:
     """Tiles of the GEMM: a block computes block_m channels x block_n positions with
     (block_m/thread_m) x (block_n/thread_n) threads, staging block_k of the reduction per
-    step; ``vector`` lanes per global weight load (1, 2 or 4)."""
+    step; ``vector`` lanes per global weight load (1, 2 or 4); ``stages`` 2 double-buffers
+    the shared tiles (the next step's tiles load while this one's are multiplied)."""
 
     block_m: int = 64
     block_n: int = 64
@@ -43,6 +45,7 @@ class GemmConfig:
     thread_m: int = 4
     thread_n: int = 4
     vector: int = 4
+    stages: int = 1
 
     @property
     def threads(self) -> int:
@@ -50,7 +53,7 @@ class GemmConfig:
 
     @property
     def smem_bytes(self) -> int:
-        return 4 * self.block_k * (self.block_m + self.block_n)
+        return 4 * self.block_k * (self.block_m + self.block_n) * self.stages
 
     def valid(self, gpu: Gpu) -> bool:
         """Fits the static shared memory and thread limits; weight tiles split evenly into vectors."""
@@ -102,7 +105,9 @@ class GemmKernel(ComputeThenSchedule):
         return min(self._candidates(p, gpu), key=lambda c: self.estimate(p, c, gpu))
 
     def _space(self, p: ConvProblem, gpu: Gpu) -> list[GemmConfig]:
-        return self._candidates(p, gpu)
+        single = self._candidates(p, gpu)
+        double = [dataclasses.replace(c, stages=2) for c in single]
+        return single + [c for c in double if c.valid(gpu)]
 
     # -- cost --------------------------------------------------------------------
     def _launch(self, p: ConvProblem, c: GemmConfig) -> Launch:
@@ -184,6 +189,9 @@ def _schedule(sch: s_tir.Schedule, c: GemmConfig, patch_vector: int) -> None:
             sch.vectorize(sch.get_loops(registers)[-1])
     for loop in (ki, tm, tn):
         sch.unroll(loop)
+    if c.stages == 2 and int(sch.get(ko).extent) > 1:  # ko's children: 2 tile copies, the multiply
+        sch.annotate(ko, "software_pipeline_stage", [0, 0, 1])
+        sch.annotate(ko, "software_pipeline_order", [0, 1, 2])
     sch.decompose_reduction(acc, ko)
 
 
