@@ -13,14 +13,14 @@ __version__ = "0.1.0"
 
 
 def compile(model, target="llvm", input_shapes=None, dump_ir=None, schedule=None, disable_passes=(),
-            tuning_db=None):
+            tuning_db=None, dtype="float32"):
     """Compile an ONNX model; see ``convc.compiler.compile``."""
     from convc.compiler import compile as _compile
     return _compile(model, target=target, input_shapes=input_shapes, dump_ir=dump_ir, schedule=schedule,
-                    disable_passes=disable_passes, tuning_db=tuning_db)
+                    disable_passes=disable_passes, tuning_db=tuning_db, dtype=dtype)
 
 
-def load(path, device="cpu"):
+def load(path, device=None):
     """Load a library written by ``CompiledModel.export_library``; see ``convc.runtime.load``."""
     from convc.runtime import load as _load
     return _load(path, device=device)
