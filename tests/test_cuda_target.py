@@ -2,6 +2,7 @@
 selection, the CLI (inspect, compile --dtype, tune) and tuning records keyed by GPU arch."""
 from __future__ import annotations
 
+import numpy as np
 import onnx
 import pytest
 
@@ -180,3 +181,16 @@ def test_a_cuda_tuning_record_of_the_same_arch_replaces_the_cost_models_pick(mod
     assert any("measured on another target (cuda sm_90" in str(w.message) for w in caught)
     assert all(not d.note.startswith("tuned") for d in untuned)
 
+
+
+def test_run_on_the_wrong_device_is_a_clear_error(model_path, tmp_path, capsys):
+    cpu_lib, cuda_lib, x = tmp_path / "cpu.so", tmp_path / "cuda.so", tmp_path / "x.npy"
+    assert main(["compile", model_path, "-o", str(cpu_lib)]) == 0
+    assert main(["compile", model_path, "-o", str(cuda_lib), "--target", "cuda:sm_90"]) == 0
+    np.save(x, np.zeros((1, 3, 32, 32), np.float32))
+    capsys.readouterr()
+    assert main(["run", str(cpu_lib), "--input", f"input={x}", "--device", "cuda"]) == 1
+    assert "compiled for cpu" in capsys.readouterr().err
+    assert main(["run", str(cuda_lib), "--input", f"input={x}", "--device", "cpu"]) == 1
+    assert "compiled for cuda" in capsys.readouterr().err.lower()
+    assert main(["run", str(cpu_lib), "--input", f"input={x}", "--device", "cpu"]) == 0
