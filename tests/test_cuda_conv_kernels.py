@@ -56,6 +56,8 @@ CASES: dict[str, ConvProblem] = {
     "grouped": problem(8, 12, (7, 9), 3, g=4, bias=True),
     "depthwise clip": problem(6, 6, (10, 11), 3, g=6, bias=True, epilogue=(CLIP6,)),
     "depthwise x2 s2": problem(4, 8, (9, 9), 3, g=4, s=2, epilogue=(ADD,), operands=("out",)),
+    "depthwise 1-D x3": problem(3, 9, (37,), 5, g=3, s=2, bias=True),
+    "depthwise 3-D": problem(4, 4, (4, 5, 6), 3, g=4, d=(1, 2, 1), pb=(1, 2, 1)),
     "dilated": problem(4, 6, (12, 11), 3, pb=2, d=2),
     "1-D": problem(5, 7, (23,), 5, s=2, pb=2, pe=1),
     "3-D": problem(3, 4, (5, 6, 7), 3),
@@ -115,7 +117,7 @@ def test_other_configs_match_reference(name):
 CUDA_CASES = {
     "implicit_gemm": ("3x3 s2 residual", "3-D"),
     "1x1": ("1x1 aligned", "1x1 s2"),
-    "depthwise": ("depthwise clip", "depthwise x2 s2"),
+    "depthwise": ("depthwise clip", "depthwise 3-D"),
     "direct": ("last conv 3 channels", "1-D"),
 }
 
