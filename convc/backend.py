@@ -52,7 +52,7 @@ class Backend:
     channel_block: Callable[[tvm.target.Target], int]
     pack_operand: OperandPacker                  # a constant epilogue operand as the kernels read it
     device_code: Callable[[Any, tvm.target.Target], "DeviceCode | None"]  # checks the built module
-    relax_pipeline: Callable[[tvm.target.Target], Any]  # tvm.compile's relax_pipeline argument
+    relax_pipeline: Callable[[tvm.target.Target], Any] | None  # tvm.compile's (None: TVM's default)
 
     @property
     def choices(self) -> tuple[str, ...]:
@@ -72,7 +72,7 @@ def _cpu() -> Backend:
     return Backend(kind="llvm", device="cpu", candidates=blocked.CANDIDATES, by_name=blocked.by_name,
                    choose=blocked.choose, machine=_cached(Machine.from_target), schedule=cpu.schedule,
                    channel_block=channel_block, pack_operand=blocked.pack_operand,
-                   device_code=_no_device_code, relax_pipeline=lambda target: "default")
+                   device_code=_no_device_code, relax_pipeline=None)
 
 
 def _cuda() -> Backend:

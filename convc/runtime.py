@@ -33,6 +33,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import tvm.runtime
+import tvm.runtime.vm  # runtime-only tvm (no compiler library) does not import it by itself
 import tvm_ffi
 
 from convc.errors import ConvcError, InputError, LibraryError
@@ -213,11 +214,11 @@ class CompiledModel:
     def run(self, inputs: Mapping[str, Any], output: str = "numpy") -> list:
         """Run on named inputs; return the outputs in the model's output order.
 
-        An input is a NumPy array (copied to the device unless it already lies there:
-        a C-contiguous, 64-byte aligned array is passed to a CPU model without a copy) or
-        any DLPack producer (an object with ``__dlpack__``: a PyTorch tensor, a CuPy or
-        JAX array, ...), which is passed without a copy when it is on the model's device,
-        C-contiguous and aligned, and must have the input's exact shape and dtype.
+        An input is a NumPy array or any DLPack producer (an object with ``__dlpack__``: a
+        PyTorch tensor, a CuPy or JAX array, ...) of the input's exact shape and dtype. Data
+        in host memory is passed to a CPU model without a copy when it is C-contiguous and
+        64-byte aligned (else copied), and copied to a GPU; data in device memory must be
+        on the model's device and contiguous, and is passed without a copy when aligned.
         ``output="numpy"`` returns NumPy arrays; ``output="dlpack"`` returns the output
         tensors on the model's device without a copy (``tvm.runtime.Tensor``, DLPack
         producers: ``torch.from_dlpack(t)``, ``np.from_dlpack(t)`` for a CPU model).
@@ -261,35 +262,61 @@ class CompiledModel:
 
 def _argument(spec: TensorSpec, value: Any, device) -> Any:
     """One input as a TVM tensor on ``device``, without a copy where the value allows."""
-    if isinstance(value, np.ndarray) or not hasattr(value, "__dlpack__"):
-        array = np.asarray(value)
-        _check_type(spec, array.dtype.name, array.shape, "")
-        if _is_host(device) and array.flags.c_contiguous and array.ctypes.data % ALIGNMENT == 0:
-            try:
-                return tvm.runtime.from_dlpack(array)
-            except (BufferError, RuntimeError, TypeError, ValueError):
-                pass  # e.g. a read-only array: copied below
-        return tvm.runtime.tensor(np.ascontiguousarray(array), device)
+    if hasattr(value, "__dlpack__") and not isinstance(value, np.ndarray) and not _on_host(value):
+        return _device_tensor(spec, value, device)
+    try:  # host data, as a NumPy view of it
+        array = np.from_dlpack(value) if hasattr(value, "__dlpack__") else np.asarray(value)
+    except (BufferError, RuntimeError, TypeError, ValueError) as err:
+        raise InputError(f"input {spec.name!r}: cannot read the {type(value).__name__}: {_last_line(err)}") from None
+    _check_type(spec, array.dtype.name, array.shape, "")
+    if _is_host(device) and _compact(array) and array.ctypes.data % ALIGNMENT == 0:
+        try:
+            return tvm.runtime.from_dlpack(array)
+        except (BufferError, RuntimeError, TypeError, ValueError):
+            pass  # e.g. a read-only array: copied below
+    return tvm.runtime.tensor(np.require(array, requirements="C"), device)  # keeps 0-d arrays 0-d
+
+
+def _device_tensor(spec: TensorSpec, value: Any, device) -> Any:
+    """A DLPack producer's device memory, used in place when it is on ``device``, contiguous
+    and aligned."""
     try:  # any layout and alignment here; checked below
         tensor = tvm_ffi.from_dlpack(value, require_alignment=0, require_contiguous=False)
     except Exception as err:
         raise InputError(f"input {spec.name!r}: cannot read the {type(value).__name__} through DLPack: "
                          f"{_last_line(err)}") from None
     _check_type(spec, str(tensor.dtype), tuple(tensor.shape), f" ({type(value).__name__} on {tensor.device})")
+    if tensor.device.dlpack_device_type() != device.dlpack_device_type() or tensor.device.index != device.index:
+        raise InputError(f"input {spec.name!r}: the tensor is on {tensor.device}, the model runs on {device}")
     if not tensor.is_contiguous():
         raise InputError(f"input {spec.name!r}: the {type(value).__name__} is not contiguous "
                          "(make it contiguous first, e.g. .contiguous())")
-    on_device = (tensor.device.dlpack_device_type() == device.dlpack_device_type()
-                 and tensor.device.index == device.index)
-    if not on_device and not _is_host(tensor.device):
-        raise InputError(f"input {spec.name!r}: the tensor is on {tensor.device}, the model runs on {device}")
-    if not on_device or tensor.data_ptr() % ALIGNMENT:  # TVM's kernels assume aligned data
+    if tensor.data_ptr() % ALIGNMENT:  # TVM's kernels assume aligned data
         return tensor.copyto(device)
     return tensor
 
 
 def _is_host(device) -> bool:
     return device.dlpack_device_type() == tvm.runtime.cpu().dlpack_device_type()
+
+
+def _on_host(value: Any) -> bool:
+    """Whether a DLPack producer's data is in host memory (then it is read as a NumPy view)."""
+    try:
+        return int(value.__dlpack_device__()[0]) == int(tvm.runtime.cpu().dlpack_device_type())
+    except Exception:  # no or a broken __dlpack_device__: let from_dlpack say what is wrong
+        return False
+
+
+def _compact(array: np.ndarray) -> bool:
+    """Non-empty, at least 1-d, with exactly the row-major strides TVM checks for."""
+    if array.ndim == 0 or array.size == 0:
+        return False
+    strides, step = [], array.itemsize
+    for dim in reversed(array.shape):
+        strides.append(step)
+        step *= dim
+    return tuple(reversed(strides)) == array.strides
 
 
 def _check_type(spec: TensorSpec, dtype: str, shape: tuple, where: str) -> None:

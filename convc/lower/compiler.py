@@ -32,7 +32,8 @@ def build(graph: Graph, target: tvm.target.Target, tuned=None) -> CompiledModel:
     with target:  # the GPU schedules read the target they build for
         mod = builder.build(signature)
         try:
-            executable = tvm.compile(mod, target=target, relax_pipeline=backend.relax_pipeline(target))
+            pipeline = {"relax_pipeline": backend.relax_pipeline(target)} if backend.relax_pipeline else {}
+            executable = tvm.compile(mod, target=target, **pipeline)
         except Exception as err:
             culprits = [f"{symbol} (nodes {', '.join(map(repr, nodes))})"
                         for symbol, nodes in builder.symbols.items() if symbol in str(err)]
