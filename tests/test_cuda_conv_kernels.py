@@ -172,7 +172,8 @@ def test_double_buffered_tiles(name):
     sources = {c.stages: _cuda_source(kernel.build(p, c).func, "sm_80") for c in (single, double)}
 
     def shared_floats(source):
-        return sum(int(n) * (int(v) if v else 1) for v, n in re.findall(r"__shared__ alignas\(\d+\) float(\d?) \w+\[(\d+)\]", source))
+        arrays = re.findall(r"__shared__ alignas\(\d+\) float(\d?) \w+\[(\d+)\]", source)
+        return sum(int(n) * (int(lanes) if lanes else 1) for lanes, n in arrays)
     assert shared_floats(sources[2]) == 2 * shared_floats(sources[1]) > 0
     assert len(_nvcc(sources[2], "sm_80")) > 0
 

@@ -1,7 +1,7 @@
 """The CUDA conv kernels, in preference order (ties in the cost model go to the first).
 
-The special cases come before the general kernels; ``direct`` applies to every conv
-and comes last, as the fallback.
+The tensor-core kernel (float16 only) comes first, the special cases before the general
+kernels; ``direct`` applies to every float32 conv and comes last, as the fallback.
 """
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from convc.schedules.cuda.conv.direct import DIRECT
 from convc.schedules.cuda.conv.implicit_gemm import IMPLICIT_GEMM
 from convc.schedules.cuda.conv.kernel import GpuKernel
 from convc.schedules.cuda.conv.pointwise import POINTWISE
+from convc.schedules.cuda.conv.tensorcore import TENSOR_CORE
 
 CANDIDATES: tuple[GpuKernel, ...] = (
+    TENSOR_CORE,
     POINTWISE,
     DEPTHWISE,
     IMPLICIT_GEMM,

@@ -19,7 +19,8 @@ from tvm import s_tir, te
 from convc.lower.conv import pad_spatial
 from convc.schedules.cpu.blocked.problem import ConvProblem
 from convc.schedules.cuda.conv.kernel import ComputeThenSchedule, Gpu, KernelBuild, Launch, element_bytes
-from convc.schedules.cuda.conv.stages import ACC, EPILOGUE, epilogue, flat, inputs, loops_below, prim_func
+from convc.schedules.cuda.conv.stages import (ACC, EPILOGUE, epilogue, flat, inputs, loops_below, multiply_add,
+                                              prim_func)
 
 PAD = "pad"
 
@@ -98,9 +99,11 @@ class Depthwise(ComputeThenSchedule):
         return (0.25 if c.stage else 0.125) * useful
 
     def _traffic(self, p: ConvProblem, c: DepthwiseConfig) -> float:
-        """Input windows overlap by the halo; without staging each tap re-reads through L1/L2."""
+        """Input windows overlap by the halo (the blocks of one input channel's multiplier
+        outputs share theirs through L2); without staging each tap re-reads through L1/L2."""
         rows_in, columns_in = c.window(p)
-        windows = self._blocks(p, c) * rows_in * columns_in * math.prod(p.kernel[:-2]) / max(1, p.out_channels // p.in_channels)
+        multiplier = p.out_channels // p.in_channels
+        windows = self._blocks(p, c) * rows_in * columns_in * math.prod(p.kernel[:-2]) / multiplier
         reads = windows if c.stage else max(windows, math.prod(p.in_shape) * min(p.taps, 3))
         size = element_bytes(p)
         return super()._traffic(p, c) + size * max(0, reads - math.prod(p.in_shape))
@@ -113,7 +116,8 @@ class Depthwise(ComputeThenSchedule):
 
         def body(n, m, *o):
             pos = [oi * s + r * d for oi, s, r, d in zip(o, p.strides, taps, p.dilations)]
-            return te.sum(padded[(n, m // multiplier, *pos)] * weight[m, flat(taps, p.kernel)], axis=taps)
+            tap = weight[m, flat(taps, p.kernel)]
+            return te.sum(multiply_add(padded[(n, m // multiplier, *pos)], tap), axis=taps)
         acc = te.compute(p.out_shape, body, name=ACC)
         out = epilogue(p, acc, bias, operands)
 

@@ -17,8 +17,8 @@ from tvm import s_tir, te, tirx
 
 from convc.schedules.cpu.blocked.problem import ConvProblem
 from convc.schedules.cuda.conv.kernel import ComputeThenSchedule, Gpu, KernelBuild, Launch, element_bytes
-from convc.schedules.cuda.conv.stages import (ACC, EPILOGUE, flat_epilogue, inputs, loops_below, out_positions,
-                                              padded_read, prim_func, unflatten_output, unravel)
+from convc.schedules.cuda.conv.stages import (ACC, EPILOGUE, flat_epilogue, inputs, loops_below, multiply_add,
+                                              out_positions, padded_read, prim_func, unflatten_output, unravel)
 
 PATCH = "patch"
 L2_MISS = 0.25
@@ -90,8 +90,8 @@ class Direct(ComputeThenSchedule):
                                tirx.all(*checks) if checks else None)
         patch = te.compute((p.batch, g, kp, pp), patch_body, name=PATCH)
         rk = te.reduce_axis((0, kp), name="rk")
-        acc = te.compute((p.batch, g, mp, pp),
-                         lambda n, gi, m, q: te.sum(weight[gi, rk, m] * patch[n, gi, rk, q], axis=rk), name=ACC)
+        acc = te.compute((p.batch, g, mp, pp), lambda n, gi, m, q: te.sum(
+            multiply_add(weight[gi, rk, m], patch[n, gi, rk, q]), axis=rk), name=ACC)
         out = flat_epilogue(p, acc, bias, operands)
         sch = s_tir.Schedule(prim_func(data, weight, bias, operands, out))
         unflatten_output(sch, p)

@@ -25,8 +25,8 @@ from tvm import s_tir, te, tirx
 
 from convc.schedules.cpu.blocked.problem import ConvProblem
 from convc.schedules.cuda.conv.kernel import ComputeThenSchedule, Gpu, KernelBuild, Launch, element_bytes
-from convc.schedules.cuda.conv.stages import (ACC, EPILOGUE, flat_epilogue, inputs, loops_below, out_positions,
-                                              prim_func, unflatten_output)
+from convc.schedules.cuda.conv.stages import (ACC, EPILOGUE, flat_epilogue, inputs, loops_below, multiply_add,
+                                              out_positions, prim_func, unflatten_output)
 
 PATCH = "patch"
 L2_MISS = 0.25  # fraction of re-read tiles that miss L2 and come from DRAM
@@ -144,8 +144,8 @@ class GemmKernel(ComputeThenSchedule):
             return self._patch(p, data, n, gi, ki, q, tirx.all(*checks) if checks else None)
         patch = te.compute((p.batch, g, kp, pp), patch_body, name=PATCH)
         rk = te.reduce_axis((0, kp), name="rk")
-        acc = te.compute((p.batch, g, mp, pp),
-                         lambda n, gi, m, q: te.sum(weight[gi, rk, m] * patch[n, gi, rk, q], axis=rk), name=ACC)
+        acc = te.compute((p.batch, g, mp, pp), lambda n, gi, m, q: te.sum(
+            multiply_add(weight[gi, rk, m], patch[n, gi, rk, q]), axis=rk), name=ACC)
         out = flat_epilogue(p, acc, bias, operands)
         sch = s_tir.Schedule(prim_func(data, weight, bias, operands, out))
         unflatten_output(sch, p)

@@ -1,5 +1,6 @@
 """TE pieces the CUDA conv kernels share: arguments, the padded input read, the epilogue.
 
+Accumulation, bias and epilogue are in float32 (``ACC_DTYPE``) for float16 data too.
 Index conventions: data ``(N, C, *S)`` plain; output ``(N, M, *O)``; a reduction index
 ``k`` over one group's ``C/g * taps`` runs channel-major, taps in row-major order of
 the kernel window (the order of ONNX's ``(M, C/g, *K)`` weight flattened per channel).
@@ -12,11 +13,22 @@ from typing import Sequence
 from tvm import te, tirx
 
 from convc.lower.broadcast import broadcast_read
-from convc.lower.elementwise import BINARY, UNARY
+from convc.lower.elementwise import BINARY, UNARY, dtype_of
 from convc.schedules.cpu.blocked.problem import ConvProblem
 
 ACC = "acc"            # the accumulating block of every kernel
+ACC_DTYPE = "float32"  # accumulators, bias and epilogue (float16 data is widened)
 EPILOGUE = "out"       # bias + epilogue, written once to the output
+
+
+def widen(value):
+    """``value`` (a TIR expression or tensor element) as ``ACC_DTYPE``."""
+    return value if dtype_of(value) == ACC_DTYPE else value.astype(ACC_DTYPE)
+
+
+def multiply_add(a, b):
+    """One term of an accumulation: ``a * b`` in ``ACC_DTYPE``."""
+    return widen(a) * widen(b)
 
 
 def unravel(index, extents: Sequence[int]) -> list:
@@ -60,20 +72,23 @@ def padded_read(p: ConvProblem, data: te.Tensor, n, channel, out_pos: Sequence, 
     return tirx.if_then_else(tirx.all(*checks), data[(n, channel, *pos)], tirx.const(0.0, p.dtype))
 
 
-def epilogue(p: ConvProblem, acc: te.Tensor, bias: te.Tensor | None, operands: Sequence[te.Tensor],
-             bias_index=lambda m: (m,)) -> te.Tensor:
-    """The output ``(N, M, *O)``: the epilogue steps applied to ``acc + bias`` (``acc`` has
-    the output's shape), as ``convc.lower.conv.conv_nd`` applies them."""
-    def body(*i):
-        value = acc[i] if bias is None else acc[i] + bias[bias_index(i[1])]
-        pending = iter(operands)
-        for step in p.epilogue:
-            if step.binary:
-                value = BINARY[step.op](value, broadcast_read(next(pending), i))
-            else:
-                value = UNARY[step.op](step.attrs, value)
-        return value
-    return te.compute(p.out_shape, body, name=EPILOGUE)
+def _finish(p: ConvProblem, value, bias: te.Tensor | None, channel, operands: Sequence[te.Tensor], index):
+    """``value`` (an ``ACC_DTYPE`` accumulator) plus the bias, through the epilogue steps
+    as ``convc.lower.conv.conv_nd`` applies them, in ``ACC_DTYPE``, then cast to ``p.dtype``."""
+    if bias is not None:
+        value = value + widen(bias[channel])
+    pending = iter(operands)
+    for step in p.epilogue:
+        if step.binary:
+            value = BINARY[step.op](value, widen(broadcast_read(next(pending), index)))
+        else:
+            value = UNARY[step.op](step.attrs, value)
+    return value if p.dtype == ACC_DTYPE else value.astype(p.dtype)
+
+
+def epilogue(p: ConvProblem, acc: te.Tensor, bias: te.Tensor | None, operands: Sequence[te.Tensor]) -> te.Tensor:
+    """The output ``(N, M, *O)`` from ``acc`` of the same shape (see ``_finish``)."""
+    return te.compute(p.out_shape, lambda *i: _finish(p, acc[i], bias, i[1], operands, i), name=EPILOGUE)
 
 
 def flat_epilogue(p: ConvProblem, acc: te.Tensor, bias: te.Tensor | None,
@@ -85,15 +100,7 @@ def flat_epilogue(p: ConvProblem, acc: te.Tensor, bias: te.Tensor | None,
 
     def body(n, g, m, q):
         channel = g * mg + m
-        value = acc[n, g, m, q] if bias is None else acc[n, g, m, q] + bias[channel]
-        index = (n, channel, *unravel(q, p.out_size))
-        pending = iter(operands)
-        for step in p.epilogue:
-            if step.binary:
-                value = BINARY[step.op](value, broadcast_read(next(pending), index))
-            else:
-                value = UNARY[step.op](step.attrs, value)
-        return value
+        return _finish(p, acc[n, g, m, q], bias, channel, operands, (n, channel, *unravel(q, p.out_size)))
     return te.compute((p.batch, p.groups, mg, out_positions(p)), body, name=EPILOGUE)
 
 
