@@ -113,6 +113,30 @@ def test_other_configs_match_reference(name):
         _check_compute_on_cpu(name, p, config)
 
 
+FLOAT16_CASES = ("3x3 s2 residual", "1x1 residual", "depthwise clip", "grouped")
+FLOAT16 = [(name, case) for case in FLOAT16_CASES for name in KERNELS
+           if by_name(name).decline(dataclasses.replace(CASES[case], dtype="float16")) is None]
+
+
+@pytest.mark.parametrize("name,case", FLOAT16, ids=[f"{n}-{c}" for n, c in FLOAT16])
+def test_float16_accumulates_in_float32(name, case):
+    """float16 data, weights packed to float16, float32 accumulation: the error is the
+    output's float16 rounding (rel. L2 ~2e-4), not a float16 sum's."""
+    p = dataclasses.replace(CASES[case], dtype="float16")
+    built = by_name(name).compute(p, by_name(name).default_config(p))
+    lib = tvm.compile(tvm.IRModule({"main": built.func}), target=LLVM)
+    x, w, b, ops = _random_inputs(p)
+    x, b, ops = x.astype(np.float16), None if b is None else b.astype(np.float16), [o.astype(np.float16) for o in ops]
+    wp, bp = built.pack_weight(w, b)
+    assert wp.dtype == np.float16
+    out = tvm.runtime.tensor(np.full(p.out_shape, np.nan, np.float16))
+    lib["main"](*[tvm.runtime.tensor(np.ascontiguousarray(a)) for a in [x, wp, *([bp] if b is not None else []), *ops]],
+                out)
+    as32 = lambda a: None if a is None else a.astype(np.float32)  # noqa: E731
+    ref = conv_reference(CASES[case].attrs, as32(x), as32(w.astype(np.float16)), as32(b), *map(as32, ops))
+    assert np.linalg.norm(out.numpy().astype(np.float32) - ref) <= 1e-3 * np.linalg.norm(ref)
+
+
 # -- (b) CUDA code generation ----------------------------------------------------------
 CUDA_CASES = {
     "implicit_gemm": ("3x3 s2 residual", "3-D"),
@@ -178,6 +202,15 @@ def test_double_buffered_tiles(name):
     assert len(_nvcc(sources[2], "sm_80")) > 0
 
 
+@pytest.mark.parametrize("name", KERNELS)
+def test_float16_cuda_source_and_nvcc(name):
+    case = next(c for c in FLOAT16_CASES if by_name(name).decline(CASES[c]) is None)
+    p = dataclasses.replace(CASES[case], dtype="float16")
+    source = _cuda_source(by_name(name).build(p, by_name(name).default_config(p)).func, "sm_80")
+    assert "half" in source and "__shared__" in source
+    assert len(_nvcc(source, "sm_80")) > 0
+
+
 def test_pointwise_loads_input_rows_as_vectors():
     p = CASES["1x1 aligned"]
     config = next(c for c in by_name("1x1").space(p) if by_name("1x1")._patch_vector(p, c) > 1)
@@ -221,6 +254,11 @@ def test_choose_textbook_shapes(case, arch):
         assert "not 1x1" in reasons["1x1"]
     if p.groups == 1:
         assert "not depthwise" in reasons["depthwise"]
+
+
+def test_choose_float16_grouped_falls_back_to_a_simt_kernel():
+    kernel, _, verdicts = choose(problem(32, 32, (14, 14), 3, g=8, dtype="float16"))
+    assert kernel is not None and kernel.name in KERNELS, verdicts
 
 
 def test_choose_declines_with_reasons():

@@ -51,6 +51,7 @@ class DepthwiseConfig:
 
 class Depthwise(ComputeThenSchedule):
     name = "depthwise"
+    dtypes = ("float32", "float16")  # float16 data and weights, float32 accumulation
 
     def _decline(self, p: ConvProblem) -> str | None:
         if p.groups != p.in_channels or p.groups == 1:

@@ -44,6 +44,7 @@ def _ceil_to(x: int, multiple: int) -> int:
 
 class Direct(ComputeThenSchedule):
     name = "direct"
+    dtypes = ("float32", "float16")  # float16 data and weights, float32 accumulation
 
     def _decline(self, p: ConvProblem) -> str | None:
         return None

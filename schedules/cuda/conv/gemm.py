@@ -73,6 +73,7 @@ _TILES = ((128, 64, 8, 8, 4), (64, 64, 8, 4, 4), (64, 32, 8, 4, 2), (32, 64, 8, 
 
 class GemmKernel(ComputeThenSchedule):
     """A conv computed as the tiled GEMM above; subclasses read the patch."""
+    dtypes = ("float32", "float16")  # float16 data and weights, float32 accumulation
 
     gather_ops: float = 12.0  # integer ops to compute one patch element's address and predicate
 
