@@ -286,12 +286,15 @@ class TensorCoreKernel(ComputeThenSchedule):
         return min(self._space(p, gpu), key=lambda config: self.estimate(p, config, gpu))
 
     def _space(self, p: ConvProblem, gpu: Gpu) -> list[TensorCoreConfig]:
-        rows, cols = p.batch * math.prod(p.out_size), p.out_channels
+        """Tiles within the GPU's limits and under twice the GEMM (padded to whole fragments)
+        in each direction: larger ones only add padding."""
+        g = Gemm.of(p, TensorCoreConfig(1, 1, 1, 1, 1))
         configs = []
         for warp_m, warp_n, warps_m, warps_n, chunk in itertools.product(
                 (1, 2, 4), (1, 2, 4), (1, 2, 4), (1, 2), (1, 2, 4)):
             config = TensorCoreConfig(warp_m, warp_n, warps_m, warps_n, chunk)
-            if config.fits(gpu) and config.block_m < 2 * rows and config.block_n < 2 * cols:
+            if config.fits(gpu) and all(block < 2 * size for block, size in (
+                    (config.block_m, g.rows_pad), (config.block_n, g.cols_pad), (config.block_k, g.depth_pad))):
                 configs.append(config)
         return configs
 
