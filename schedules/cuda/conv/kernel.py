@@ -76,6 +76,7 @@ GPUS: dict[str, Gpu] = {gpu.arch: gpu for gpu in (
         smem_per_sm=228 << 10, threads_per_sm=2048, blocks_per_sm=32),
 )}
 DEFAULT_ARCH = "sm_80"  # what the estimates assume when no GPU is named
+SATURATING_THREADS = 256  # resident threads per SM that hide latency (8 warps)
 
 
 @dataclass(frozen=True)
@@ -104,9 +105,6 @@ class Launch:
         waves = math.ceil(self.blocks / (gpu.sms * per_sm))
         busy = self.blocks / (waves * gpu.sms * per_sm)
         return busy * min(1.0, per_sm * self.threads / SATURATING_THREADS)
-
-
-SATURATING_THREADS = 256
 
 
 class GpuKernel(abc.ABC):

@@ -48,12 +48,12 @@ def flat(coords: Sequence, extents: Sequence[int]):
     return index
 
 
-def inputs(p: ConvProblem, weight_shape: Sequence[int], bias_shape: Sequence[int] = ()
+def inputs(p: ConvProblem, weight_shape: Sequence[int]
            ) -> tuple[te.Tensor, te.Tensor, te.Tensor | None, list[te.Tensor]]:
-    """Placeholders of data, packed weight, packed bias (None without one) and epilogue operands."""
+    """Placeholders of data, packed weight, bias ``(M,)`` (None without one) and epilogue operands."""
     data = te.placeholder(p.in_shape, p.dtype, name="data")
     weight = te.placeholder(tuple(weight_shape), p.dtype, name="weight")
-    bias = te.placeholder(tuple(bias_shape or (p.out_channels,)), p.dtype, name="bias") if p.has_bias else None
+    bias = te.placeholder((p.out_channels,), p.dtype, name="bias") if p.has_bias else None
     operands = [te.placeholder(shape, p.dtype, name=f"operand{i}") for i, shape in enumerate(p.operand_shapes)]
     return data, weight, bias, operands
 
