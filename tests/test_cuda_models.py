@@ -32,23 +32,23 @@ ARCHS = ["sm_80", "sm_90"]
 class Built:
     """One model compiled for one arch, with what select_schedule decided."""
 
-    def __init__(self, name: str, arch: str, directory):
+    def __init__(self, name: str, arch: str, dtype: str, directory):
         self.model = zoo.build(name)
-        self.graph, self.decisions = plan_schedules(self.model, f"cuda:{arch}")
+        self.graph, self.decisions = plan_schedules(self.model, f"cuda:{arch}", dtype=dtype)
         self.compiled = build(self.graph, resolve_target(f"cuda:{arch}"))
-        self.library = directory / f"{name}_{arch}.so"
+        self.library = directory / f"{name}_{arch}_{dtype}.so"
         self.compiled.export_library(self.library)
 
 
 @pytest.fixture(scope="module")
 def builds(tmp_path_factory):
-    cache: dict[tuple[str, str], Built] = {}
+    cache: dict[tuple[str, str, str], Built] = {}
     directory = tmp_path_factory.mktemp("cuda")
 
-    def get(name: str, arch: str) -> Built:
-        if (name, arch) not in cache:
-            cache[(name, arch)] = Built(name, arch, directory)
-        return cache[(name, arch)]
+    def get(name: str, arch: str, dtype: str = "float32") -> Built:
+        if (name, arch, dtype) not in cache:
+            cache[(name, arch, dtype)] = Built(name, arch, dtype, directory)
+        return cache[(name, arch, dtype)]
     return get
 
 
@@ -115,6 +115,25 @@ def test_the_exported_library_carries_the_cuda_code(builds, name):
     for _, _, _, kernels in conv_kernels(built):
         assert all(k.encode() in data for k in kernels)
     assert built.compiled.signature.device == "cuda"
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("name", ["tiny", "mobilenet_small"])
+def test_float16_convs_run_on_tensor_cores(builds, name, arch):
+    built = builds(name, arch, "float16")
+    fp32 = builds(name, arch)
+    assert built.compiled.signature.inputs == fp32.compiled.signature.inputs  # float32 in and out
+    assert built.compiled.signature.outputs == fp32.compiled.signature.outputs
+    bodies = kernel_bodies(built.compiled.device_code.source)
+    picks = {picked for _, picked, _, _ in conv_kernels(built)}
+    assert "tensorcore" in picks
+    for node, picked, symbol, kernels in conv_kernels(built):
+        code = "".join(bodies[k] for k in kernels)
+        assert "half" in code, f"{node} ({picked}) does not compute in float16"
+        if picked == "tensorcore":
+            assert "wmma::mma_sync" in code or "mma.sync" in code, f"{node}: no tensor-core MMA"
+    e_flags = struct.unpack_from("<I", built.compiled.device_code.binary, 48)[0]
+    assert (e_flags >> 8) & 0xFF == int(arch.removeprefix("sm_"))
 
 
 @pytest.mark.skipif(not cuda_missing(), reason="checks the behaviour on a machine without a CUDA device")
