@@ -194,3 +194,19 @@ def test_run_on_the_wrong_device_is_a_clear_error(model_path, tmp_path, capsys):
     assert main(["run", str(cuda_lib), "--input", f"input={x}", "--device", "cpu"]) == 1
     assert "compiled for cuda" in capsys.readouterr().err.lower()
     assert main(["run", str(cpu_lib), "--input", f"input={x}", "--device", "cpu"]) == 0
+
+
+def test_float16_applies_the_precision_pass_after_the_rewrites(model_path):
+    import onnxruntime as ort
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    (expected,) = ort.InferenceSession(model_path).run(None, {"input": x})
+    seen = []
+    convc.compile(model_path, dtype="float16", dump_ir=lambda name, graph: seen.append(name))
+    assert seen[-2:] == ["precision", "select_schedule"]
+    graph, _ = plan_schedules(model_path, dtype="float16")
+    assert all(str(graph.constants[v].dtype) == "float16" for v in graph.constants
+               if any(n.op is Op.CONV and v is n.inputs[1] for n in graph.nodes))
+    half = convc.compile(model_path, dtype="float16").run({"input": x})[0]
+    full = convc.compile(model_path).run({"input": x})[0]
+    error = lambda got: np.linalg.norm(got - expected) / np.linalg.norm(expected)  # noqa: E731
+    assert error(full) <= 1e-5 < error(half) <= 1e-2
