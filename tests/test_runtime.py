@@ -13,6 +13,7 @@ import tvm
 import convc
 from convc.errors import ConvcError, InputError, LibraryError
 from convc.ir import ConvAttrs, GraphBuilder, Op, TensorType, interpret
+from convc.ir.ops.movement import ReshapeAttrs
 from convc.lower import build
 from convc.runtime import SIGNATURE_FUNCTION, TensorSpec, load
 from lower_check import TARGET
@@ -169,3 +170,26 @@ def test_export_and_load_print_no_per_constant_vm_noise(tmp_path, capfd):
     convc.compile(zoo.build("tiny")).export_library(tmp_path / "m.so")
     convc.load(tmp_path / "m.so")
     assert "Scope" not in capfd.readouterr().err
+
+
+def test_outputs_never_share_memory_with_constants_inputs_or_each_other(tmp_path):
+    """run() hands host outputs over without a copy, except where that memory outlives the call."""
+    b = GraphBuilder("aliases")
+    x = b.add_input("x", TensorType((2, 3), "float32"))
+    c = b.constant(np.arange(6, dtype=np.float32).reshape(2, 3), "c")
+    relu = b.emit1(Op.RELU, [x])
+    graph = b.build([c, b.emit1(Op.RESHAPE, [c], ReshapeAttrs((3, 2))), x,
+                     b.emit1(Op.RESHAPE, [x], ReshapeAttrs((3, 2))), relu, relu],
+                    ["c", "c_view", "x_out", "x_view", "relu", "relu_again"])
+    compiled = build(graph, TARGET)
+    assert compiled.signature.aliased_outputs == (0, 1, 2, 3)
+    path = tmp_path / "aliases.so"
+    compiled.export_library(path)
+    inputs = {"x": np.ones((2, 3), np.float32) * -1}
+    for model in (compiled, load(path)):
+        for form in ("numpy", "dlpack"):
+            first = [np.from_dlpack(o) if form == "dlpack" else o for o in model.run(inputs, output=form)]
+            for out in first:
+                out[...] = 42.0
+            assert_matches(model.run(inputs), graph, inputs)
+            np.testing.assert_array_equal(inputs["x"], -1)

@@ -5,7 +5,7 @@ import tvm
 
 import convc
 from convc.errors import CodegenError
-from convc.ir import Graph
+from convc.ir import Graph, Op
 from convc.backend import backend_of
 from convc.lower.module import ModuleBuilder, error_summary
 from convc.runtime import CompiledModel, Signature, TensorSpec
@@ -16,7 +16,20 @@ def signature_of(graph: Graph, target: tvm.target.Target) -> Signature:
     return Signature(
         inputs=tuple(TensorSpec(v.name, v.shape, v.dtype) for v in graph.inputs),
         outputs=tuple(TensorSpec(name, v.shape, v.dtype) for name, v in zip(graph.output_names, graph.outputs)),
-        convc_version=convc.__version__, target=str(target))
+        convc_version=convc.__version__, target=str(target), aliased_outputs=aliased_outputs(graph))
+
+
+def aliased_outputs(graph: Graph) -> tuple[int, ...]:
+    """The outputs whose memory outlives a call: embedded constants, model inputs, and
+    reshapes of them (TVM folds even a copy of a constant back into the constant)."""
+    producers = graph.producers()
+
+    def persistent(value) -> bool:
+        if graph.is_constant(value) or value in graph.inputs:
+            return True
+        node = producers.get(value)
+        return node is not None and node.op is Op.RESHAPE and persistent(node.inputs[0])
+    return tuple(i for i, value in enumerate(graph.outputs) if persistent(value))
 
 
 def build(graph: Graph, target: tvm.target.Target, tuned=None) -> CompiledModel:
