@@ -296,7 +296,10 @@ class _Staging(threading.local):
         if (tensor is None or tuple(tensor.shape) != array.shape or str(tensor.dtype) != array.dtype.name
                 or tensor.device != device):
             tensor = self.tensors[name] = tvm.runtime.empty(array.shape, array.dtype.name, device)
-        tensor.copyfrom(np.require(array, requirements="C"))
+        if _is_host(device):  # NumPy's copy into a view of the tensor: 3x faster than copyfrom
+            np.copyto(np.from_dlpack(tensor), array)
+        else:
+            tensor.copyfrom(np.require(array, requirements="C"))
         return tensor
 
 
