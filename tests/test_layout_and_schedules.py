@@ -41,20 +41,22 @@ def test_ops_outside_the_conv_world_read_plain_values():
     assert layouts[y] == 8 and layouts[s] == PLAIN
 
 
-@pytest.mark.parametrize("kernel, groups, channels, blocked_read", [
-    (1, 1, 32, True),    # pointwise: reads a blocked copy of the plain input
-    (3, 1, 32, False),   # a spatial kernel reads the plain input itself
-    (1, 2, 32, False),   # grouped
-    (1, 1, 12, False),   # the channels fill no whole block
+@pytest.mark.parametrize("kernel, groups, channels, blocks_out, blocked_read", [
+    (1, 1, 32, 4, True),    # pointwise: reads a blocked copy of the plain input
+    (1, 1, 32, 1, False),   # ... unless it has few output channels
+    (3, 1, 32, 4, False),   # a spatial kernel reads the plain input itself
+    (1, 2, 32, 4, False),   # grouped
+    (1, 1, 12, 4, False),   # the channels fill no whole block
 ])
-def test_pointwise_convs_read_plain_inputs_through_one_blocked_copy(kernel, groups, channels, blocked_read):
+def test_pointwise_convs_read_plain_inputs_through_one_blocked_copy(kernel, groups, channels, blocks_out,
+                                                                    blocked_read):
     target = resolve_target("llvm")
     block = channel_block(target)
     rng = np.random.default_rng(0)
     b = GraphBuilder()
     x = b.add_input("x", TensorType((1, channels, 6, 5), "float32"))
     attrs = ConvAttrs((1, 1), (0, 0), (0, 0), (1, 1), groups)
-    outs = [b.emit1(Op.CONV, [x, b.constant(rng.standard_normal((16, channels // groups, kernel, kernel))
+    outs = [b.emit1(Op.CONV, [x, b.constant(rng.standard_normal((blocks_out * block, channels // groups, kernel, kernel))
                                             .astype(np.float32), f"w{i}")], attrs) for i in range(2)]
     graph = b.build(outs)
     layouts = plan_layouts(graph, block)
