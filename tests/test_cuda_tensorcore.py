@@ -49,6 +49,7 @@ CASES = {
                         epilogue=(EpilogueStep(Op.RELU),)),
     "1x1": problem(32, 40, (8, 8), 1, pads=((0, 0), (0, 0))),
     "fc_on_a_1x1_map": problem(48, 10, (1, 1), 1, pads=((0, 0), (0, 0)), bias=True),
+    "3d": problem(5, 18, (4, 5, 6), 3, stride=2, pads=((1, 0, 1), (1, 1, 0)), batch=2),
     # per-channel scale (a broadcast operand), then clip; 1-D, dilated
     "1d_dilated_scale_clip": problem(12, 20, (37,), 3, dilation=2, pads=((2,), (1,)), bias=True,
                                      epilogue=(EpilogueStep(Op.MUL), EpilogueStep(Op.CLIP, ClipAttrs(-1.0, 1.0))),

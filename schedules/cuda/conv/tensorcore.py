@@ -16,7 +16,8 @@ which the bias (packed float32), the activations and the residual operands are a
 in float32 and the output is written once, as float16.
 
 Block tile: ``warps_m x warps_n`` warps, each owning ``warp_m x warp_n`` 16x16
-accumulator fragments; ``chunk`` 16-deep slices of ``k`` are staged per step.
+accumulator fragments; ``chunk`` 16-deep slices of ``k`` are staged per step, in a
+two-stage software pipeline (the next step's tiles load while this step multiplies).
 """
 from __future__ import annotations
 
@@ -67,8 +68,9 @@ class TensorCoreConfig:
 
     @property
     def staged_bytes(self) -> int:
-        """The float16 patch and weight tiles (rows padded by 8 against bank conflicts)."""
-        return 2 * (self.block_m + self.block_n) * (self.block_k + 8)
+        """The float16 patch and weight tiles, double-buffered (rows padded by 8 against bank
+        conflicts)."""
+        return 2 * 2 * (self.block_m + self.block_n) * (self.block_k + 8)
 
     @property
     def acc_bytes(self) -> int:
@@ -228,6 +230,10 @@ def schedule(sch: s_tir.Schedule, p: ConvProblem, config: TensorCoreConfig, tens
     sch.reverse_compute_at(acc_frag, warp)
     sch.reverse_compute_at(acc_shared, warp)
     init = sch.decompose_reduction(tile, k_step)
+    # a software pipeline: stage the next k step while this one computes (TVM double-buffers
+    # the staged tiles)
+    sch.annotate(k_step, "software_pipeline_stage", [0, 0, 1])
+    sch.annotate(k_step, "software_pipeline_order", [0, 1, 2])
 
     intrin = _wmma_intrinsics() if tensorize else {}
     for block, name in ((frag_a, "load_a"), (frag_b, "load_b"), (acc_frag, "store")):
@@ -272,7 +278,7 @@ class TensorCoreKernel(ComputeThenSchedule):
 
     name = "tensorcore"
     dtypes = ("float16",)
-    efficiency = 0.5  # WMMA without software pipelining, at a saturating tile (see _efficiency)
+    efficiency = 0.5  # WMMA, a two-stage pipeline of synchronous copies, a saturating tile (see _efficiency)
 
     def _decline(self, p: ConvProblem) -> str | None:
         if p.groups != 1:
@@ -282,8 +288,9 @@ class TensorCoreKernel(ComputeThenSchedule):
         return None
 
     def _default_config(self, p: ConvProblem, gpu: Gpu) -> TensorCoreConfig:
-        """The config of the space the cost model ranks first (the space is small)."""
-        return min(self._space(p, gpu), key=lambda config: self.estimate(p, config, gpu))
+        """The config of the space the cost model ranks first (the space is small); among
+        equals (memory-bound problems) the largest tile, which re-reads the least."""
+        return min(self._space(p, gpu), key=lambda c: (self.estimate(p, c, gpu), -c.block_m * c.block_n, -c.chunk))
 
     def _space(self, p: ConvProblem, gpu: Gpu) -> list[TensorCoreConfig]:
         """Tiles within the GPU's limits and under twice the GEMM (padded to whole fragments)
