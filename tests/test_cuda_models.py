@@ -18,12 +18,15 @@ import pytest
 
 import convc
 from convc import zoo
+from convc.backend import backend
 from convc.compiler import plan_schedules
 from convc.errors import ConvcError
 from convc.ir import Op
 from convc.lower import build
 from convc.runtime import cuda_missing
 from convc.target import resolve_target
+from convc.tune import extract_tasks
+from convc.tune.measure import Case
 
 MODELS = ["resnet_small", "mobilenet_small", "dcgan_small", "unet_small", "vgg_small", "tiny"]
 ARCHS = ["sm_80", "sm_90"]
@@ -134,6 +137,23 @@ def test_float16_convs_run_on_tensor_cores(builds, name, arch):
             assert "wmma::mma_sync" in code or "mma.sync" in code, f"{node}: no tensor-core MMA"
     e_flags = struct.unpack_from("<I", built.compiled.device_code.binary, 48)[0]
     assert (e_flags >> 8) & 0xFF == int(arch.removeprefix("sm_"))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_cuda_trials_get_arguments_of_the_kernels_shapes_and_dtypes(dtype):
+    target = resolve_target("cuda:sm_90")
+    graph, _ = plan_schedules(zoo.build("resnet_small"), "cuda:sm_90", dtype=dtype)
+    tasks = extract_tasks(graph, target)
+    assert any(t.problem.operand_shapes for t in tasks)  # a residual add among them
+    for task in tasks:
+        if not task.problem.operand_shapes and task is not tasks[0]:
+            continue
+        kernel, config = task.default()
+        with target:
+            built = kernel.build(task.problem, config)
+        args = Case(task.problem, pack_operand=backend("cuda").pack_operand).arguments(built.pack_weight)
+        assert [(a.shape, str(a.dtype)) for a in args] == \
+            [(tuple(int(d) for d in p.shape), str(p.dtype)) for p in built.func.params]
 
 
 @pytest.mark.skipif(not cuda_missing(), reason="checks the behaviour on a machine without a CUDA device")

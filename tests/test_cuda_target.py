@@ -211,20 +211,3 @@ def test_float16_applies_the_precision_pass_after_the_rewrites(model_path):
     error = lambda got: np.linalg.norm(got - expected) / np.linalg.norm(expected)  # noqa: E731
     assert error(full) <= 1e-5 < error(half) <= 1e-2
 
-
-@pytest.mark.parametrize("dtype", ["float32", "float16"])
-def test_cuda_trials_get_arguments_of_the_kernels_shapes_and_dtypes(dtype):
-    from convc.tune.measure import Case
-    target = resolve_target("cuda:sm_90")
-    graph, _ = plan_schedules(build("resnet_small"), "cuda:sm_90", dtype=dtype)
-    tasks = extract_tasks(graph, target)
-    assert any(t.problem.operand_shapes for t in tasks)  # a residual add among them
-    for task in tasks:
-        if not task.problem.operand_shapes and task is not tasks[0]:
-            continue
-        kernel, config = task.default()
-        with target:
-            built = kernel.build(task.problem, config)
-        args = Case(task.problem, pack_operand=backend("cuda").pack_operand).arguments(built.pack_weight)
-        assert [(a.shape, str(a.dtype)) for a in args] == \
-            [(tuple(int(d) for d in p.shape), str(p.dtype)) for p in built.func.params]
