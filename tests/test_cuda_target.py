@@ -164,7 +164,7 @@ def _record(task, target, kernel, seconds: float) -> Record:
 
 def test_a_cuda_tuning_record_of_the_same_arch_replaces_the_cost_models_pick(model_path, tmp_path):
     graph, decisions = plan_schedules(model_path, "cuda:sm_90")
-    sm90, sm80 = resolve_target("cuda:sm_90"), resolve_target("cuda:sm_80")
+    sm90 = resolve_target("cuda:sm_90")
     task = extract_tasks(graph, sm90)[0]
     picked = next(d.picked for d in decisions if d.node == task.nodes[0])
     other = next(k for k in backend("cuda").candidates
@@ -210,4 +210,3 @@ def test_float16_applies_the_precision_pass_after_the_rewrites(model_path):
     full = convc.compile(model_path).run({"input": x})[0]
     error = lambda got: np.linalg.norm(got - expected) / np.linalg.norm(expected)  # noqa: E731
     assert error(full) <= 1e-5 < error(half) <= 1e-2
-
