@@ -32,7 +32,7 @@ from convc.lower.broadcast import broadcast_read
 from convc.lower.elementwise import BINARY, UNARY
 from convc.schedules.cpu.blocked.problem import ConvProblem
 from convc.schedules.cuda.conv.kernel import ComputeThenSchedule, Gpu, KernelBuild, Launch, WeightPacker
-from convc.schedules.cuda.conv.stages import flat, unravel
+from convc.schedules.cuda.conv.stages import ACC_DTYPE, flat, multiply_add, padded_read, unravel, widen
 
 FRAG = 16  # the WMMA fragment is 16x16x16
 WARP = 32
@@ -119,23 +119,17 @@ def stages(p: ConvProblem, config: TensorCoreConfig) -> tuple[list[te.Tensor], t
     out_size, kernel = list(p.out_size), list(p.kernel)
     x = te.placeholder(p.in_shape, "float16", name="data")
     w = te.placeholder((g.cols_pad, g.depth_pad), "float16", name="weight")
-    bias = te.placeholder((g.cols_pad,), "float32", name="bias") if p.has_bias else None
+    bias = te.placeholder((g.cols_pad,), ACC_DTYPE, name="bias") if p.has_bias else None
     operands = [te.placeholder(shape, "float16", name=f"operand{i}") for i, shape in enumerate(p.operand_shapes)]
 
     def patch_body(r, k):
         n, *o = unravel(r, [p.batch] + out_size)
         c, *tap = unravel(k, [p.in_channels] + kernel)
-        pos = [oi * s + t * d - pb for oi, s, t, d, pb in zip(o, p.strides, tap, p.dilations, p.pads_begin)]
-        inside = [r < g.rows] if g.rows_pad > g.rows else []
-        inside += [k < g.depth] if g.depth_pad > g.depth else []
-        inside += [q >= 0 for q, pb in zip(pos, p.pads_begin) if pb > 0]
-        inside += [q < size for q, size, pe in zip(pos, p.in_size, p.pads_end) if pe > 0]
-        value = x[(n, c, *pos)]
-        return tirx.if_then_else(tirx.all(*inside), value, tirx.const(0, "float16")) if inside else value
+        padding = ([r < g.rows] if g.rows_pad > g.rows else []) + ([k < g.depth] if g.depth_pad > g.depth else [])
+        return padded_read(p, x, n, c, o, tap, tirx.all(*padding) if padding else None)
     patch = te.compute((g.rows_pad, g.depth_pad), patch_body, name=PATCH)
     k = te.reduce_axis((0, g.depth_pad), name="k")
-    acc = te.compute((g.rows_pad, g.cols_pad),
-                     lambda i, j: te.sum(patch[i, k].astype("float32") * w[j, k].astype("float32"), axis=k),
+    acc = te.compute((g.rows_pad, g.cols_pad), lambda i, j: te.sum(multiply_add(patch[i, k], w[j, k]), axis=k),
                      name=GEMM)
 
     def out_body(n, m, *o):
@@ -145,10 +139,10 @@ def stages(p: ConvProblem, config: TensorCoreConfig) -> tuple[list[te.Tensor], t
         pending = iter(operands)
         for step in p.epilogue:
             if step.binary:
-                y = BINARY[step.op](y, broadcast_read(next(pending), (n, m, *o)).astype("float32"))
+                y = BINARY[step.op](y, widen(broadcast_read(next(pending), (n, m, *o))))
             else:
                 y = UNARY[step.op](step.attrs, y)
-        return y.astype("float16")
+        return y.astype(p.dtype)
     out = te.compute(p.out_shape, out_body, name=OUT)
     return [x, w, *([bias] if bias is not None else []), *operands], out
 
