@@ -200,3 +200,14 @@ def test_runs_on_the_gpu(name):
     tensors = [tvm.runtime.tensor(a, device) for a in args]
     run(*tensors)
     assert rel_l2(tensors[-1].numpy().astype(np.float64), reference(p, x, w, b, operands)) <= TOL
+
+
+def test_chosen_for_float16_convs_only():
+    from convc.schedules.cuda.conv import by_name, choose
+    assert by_name("tensorcore") is TENSOR_CORE
+    for arch in ("sm_80", "sm_90"):
+        kernel, config, verdicts = choose(problem(64, 128, (28, 28), 3), Gpu.from_arch(arch))
+        assert kernel is TENSOR_CORE and config == TENSOR_CORE.default_config(problem(64, 128, (28, 28), 3),
+                                                                               Gpu.from_arch(arch))
+        kernel, _, verdicts = choose(problem(64, 128, (28, 28), 3, dtype="float32"), Gpu.from_arch(arch))
+        assert kernel is not TENSOR_CORE and isinstance(dict(verdicts)["tensorcore"], str)
