@@ -14,11 +14,10 @@ import re
 import numpy as np
 import pytest
 import tvm
-import tvm_ffi
 from tvm import te, tirx
 
 import convc.lower  # noqa: F401  (registers the lowerings)
-from convc.ir import ConvAttrs, GraphBuilder, Graph, NoAttrs, Op, TensorType, interpret
+from convc.ir import ConvAttrs, GraphBuilder, Graph, Op, TensorType, interpret
 from convc.ir.ops.conv import EpilogueStep
 from convc.ir.ops.elementwise import AlphaAttrs, CastAttrs, ClipAttrs
 from convc.ir.ops.movement import (BroadcastToAttrs, ConcatAttrs, GatherAttrs, InterleaveAttrs, PadAttrs,
@@ -29,6 +28,7 @@ from convc.ir.ops.resize import CoordinateMode, ResizeAttrs, ResizeMode
 from convc.lower.registry import Tables, lowering_of
 from convc.schedules.cuda import ScheduleContext, schedule
 from convc.schedules.cuda.common import current_target, unbound_blocks
+from cuda_check import serial
 from lower_check import sample
 
 F32 = "float32"
@@ -124,15 +124,6 @@ def scheduled(graph: Graph) -> tirx.PrimFunc:
     func, _ = lower_node(graph)
     with CUDA:
         return schedule(func, ScheduleContext(node.op, node.attrs, node.output.dtype))
-
-
-def serial(func: tirx.PrimFunc) -> tirx.PrimFunc:
-    """``func`` with every thread-bound loop made a serial loop (what one CPU thread can run)."""
-    def unbind(loop: tirx.For, mutator):
-        body = mutator.mutate(loop.body)
-        kind = tirx.ForKind.SERIAL if loop.kind == tirx.ForKind.THREAD_BINDING else loop.kind
-        return tirx.For(loop.loop_var, loop.min, loop.extent, kind, body, annotations=loop.annotations)
-    return func.with_body(tvm_ffi.structural_mutate(func.body, [(tirx.For, unbind)]))
 
 
 @pytest.fixture(scope="module")

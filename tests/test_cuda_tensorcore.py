@@ -16,7 +16,6 @@ import re
 import numpy as np
 import pytest
 import tvm
-import tvm_ffi
 from tvm import s_tir, tirx
 
 from convc.ir import Op
@@ -25,6 +24,7 @@ from convc.ir.ops.elementwise import ClipAttrs
 from convc.schedules.cpu.blocked.problem import ConvProblem
 from convc.schedules.cuda.conv.kernel import Gpu
 from convc.schedules.cuda.conv.tensorcore import TENSOR_CORE, TensorCoreConfig, schedule
+from cuda_check import serial
 
 TOL = 1e-2  # relative L2 error of float16 storage with float32 accumulation
 
@@ -103,15 +103,6 @@ def test_compute_and_packing_match_reference(name):
         build = TENSOR_CORE.compute(p, config)
         got, want = run_on_llvm(build.func, p, build.pack_weight)
         assert rel_l2(got, want) <= TOL, (name, config)
-
-
-def serial(func: tirx.PrimFunc) -> tirx.PrimFunc:
-    """``func`` with every thread-bound loop made a serial loop (what one CPU thread can run)."""
-    def unbind(loop: tirx.For, mutator):
-        body = mutator.mutate(loop.body)
-        kind = tirx.ForKind.SERIAL if loop.kind == tirx.ForKind.THREAD_BINDING else loop.kind
-        return tirx.For(loop.loop_var, loop.min, loop.extent, kind, body, annotations=loop.annotations)
-    return func.with_body(tvm_ffi.structural_mutate(func.body, [(tirx.For, unbind)]))
 
 
 @pytest.mark.parametrize("name", ["3x3_ragged_residual", "7x7_stem", "1d_dilated_scale_clip"])

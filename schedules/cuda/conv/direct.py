@@ -12,15 +12,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-from tvm import s_tir, te, tirx
+from tvm import s_tir
 
 from convc.schedules.cpu.blocked.problem import ConvProblem
 from convc.schedules.cuda.conv.kernel import ComputeThenSchedule, Gpu, KernelBuild, Launch, element_bytes
-from convc.schedules.cuda.conv.stages import (ACC, EPILOGUE, flat_epilogue, inputs, loops_below, multiply_add,
-                                              out_positions, padded_read, prim_func, unflatten_output, unravel)
+from convc.schedules.cuda.conv.stages import (ACC, EPILOGUE, PATCH, ceil_to, gemm_compute, loops_below,
+                                              out_positions, patch_read)
 
-PATCH = "patch"
 L2_MISS = 0.25
 
 
@@ -38,10 +36,6 @@ class DirectConfig:
         return 4 * self.block_k * self.thread_m
 
 
-def _ceil_to(x: int, multiple: int) -> int:
-    return -(-x // multiple) * multiple
-
-
 class Direct(ComputeThenSchedule):
     name = "direct"
     dtypes = ("float32", "float16")  # float16 data and weights, float32 accumulation
@@ -54,7 +48,7 @@ class Direct(ComputeThenSchedule):
         return p.in_per_group * p.taps
 
     def _candidates(self, p: ConvProblem, gpu: Gpu) -> list[DirectConfig]:
-        block_k = min(32, _ceil_to(self._depth(p), 8))
+        block_k = min(32, ceil_to(self._depth(p), 8))
         return [DirectConfig(threads, thread_m, block_k) for thread_m in (1, 2, 4, 8)
                 for threads in (64, 128, 256)]
 
@@ -72,7 +66,7 @@ class Direct(ComputeThenSchedule):
         """thread_m FMAs per gathered input element (about 6 FMAs' worth of address math),
         less the channels and positions padded to tiles."""
         useful = p.out_per_group * out_positions(p) / (
-            _ceil_to(p.out_per_group, c.thread_m) * _ceil_to(out_positions(p), c.threads))
+            ceil_to(p.out_per_group, c.thread_m) * ceil_to(out_positions(p), c.threads))
         return 0.5 * c.thread_m / (c.thread_m + 6) * useful
 
     def _traffic(self, p: ConvProblem, c: DirectConfig) -> float:
@@ -80,27 +74,8 @@ class Direct(ComputeThenSchedule):
         return super()._traffic(p, c) + L2_MISS * element_bytes(p) * (m_tiles - 1) * math.prod(p.in_shape)
 
     def compute(self, p: ConvProblem, c: DirectConfig) -> KernelBuild:
-        g, mg, k, positions = p.groups, p.out_per_group, self._depth(p), out_positions(p)
-        mp, kp, pp = _ceil_to(mg, c.thread_m), _ceil_to(k, c.block_k), _ceil_to(positions, c.threads)
-        data, weight, bias, operands = inputs(p, (g, kp, mp))
-
-        def patch_body(n, gi, ki, q):
-            checks = ([ki < k] if kp > k else []) + ([q < positions] if pp > positions else [])
-            channel, *taps = unravel(ki, (p.in_per_group, *p.kernel))
-            return padded_read(p, data, n, gi * p.in_per_group + channel, unravel(q, p.out_size), taps,
-                               tirx.all(*checks) if checks else None)
-        patch = te.compute((p.batch, g, kp, pp), patch_body, name=PATCH)
-        rk = te.reduce_axis((0, kp), name="rk")
-        acc = te.compute((p.batch, g, mp, pp), lambda n, gi, m, q: te.sum(
-            multiply_add(weight[gi, rk, m], patch[n, gi, rk, q]), axis=rk), name=ACC)
-        out = flat_epilogue(p, acc, bias, operands)
-        sch = s_tir.Schedule(prim_func(data, weight, bias, operands, out))
-        unflatten_output(sch, p)
-
-        def pack(w: np.ndarray, b: np.ndarray | None):
-            packed = np.zeros((g, kp, mp), dtype=p.dtype)
-            packed[:, :k, :mg] = np.asarray(w, dtype=np.float32).reshape(g, mg, k).transpose(0, 2, 1)
-            return packed, None if b is None else np.asarray(b, dtype=p.dtype).reshape(p.out_channels)
+        sch, pack = gemm_compute(p, (c.thread_m, c.block_k, c.threads),
+                                 lambda data, n, g, k, q, inside: patch_read(p, data, n, g, k, q, inside))
         return KernelBuild(sch.mod["main"], pack)
 
     def _schedule(self, sch: s_tir.Schedule, p: ConvProblem, c: DirectConfig) -> None:

@@ -20,15 +20,13 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-import numpy as np
-from tvm import s_tir, te, tirx
+from tvm import s_tir, te
 
 from convc.schedules.cpu.blocked.problem import ConvProblem
 from convc.schedules.cuda.conv.kernel import ComputeThenSchedule, Gpu, KernelBuild, Launch, element_bytes
-from convc.schedules.cuda.conv.stages import (ACC, EPILOGUE, flat_epilogue, inputs, loops_below, multiply_add,
-                                              out_positions, prim_func, unflatten_output)
+from convc.schedules.cuda.conv.stages import (ACC, EPILOGUE, PATCH, ceil_to, gemm_compute, loops_below,
+                                              out_positions)
 
-PATCH = "patch"
 L2_MISS = 0.25  # fraction of re-read tiles that miss L2 and come from DRAM
 
 
@@ -60,10 +58,6 @@ class GemmConfig:
         return (self.block_m % self.thread_m == 0 and self.block_n % self.thread_n == 0
                 and 32 <= self.threads <= gpu.threads_per_block and self.smem_bytes <= gpu.smem_per_block
                 and (self.block_k * self.block_m) % (self.threads * self.vector) == 0)
-
-
-def _ceil_to(x: int, multiple: int) -> int:
-    return -(-x // multiple) * multiple
 
 
 # (block_m, block_n, block_k, thread_m, thread_n): large to small tiles
@@ -124,7 +118,7 @@ class GemmKernel(ComputeThenSchedule):
         gather = 1 + self.gather_ops / (self._patch_vector(p, c) * c.block_m)
         k = self.depth(p)
         useful = (p.out_per_group * out_positions(p) * k) / (
-            _ceil_to(p.out_per_group, c.block_m) * _ceil_to(out_positions(p), c.block_n) * _ceil_to(k, c.block_k))
+            ceil_to(p.out_per_group, c.block_m) * ceil_to(out_positions(p), c.block_n) * ceil_to(k, c.block_k))
         return inner / gather * useful
 
     def _traffic(self, p: ConvProblem, c: GemmConfig) -> float:
@@ -136,26 +130,8 @@ class GemmKernel(ComputeThenSchedule):
 
     # -- build -------------------------------------------------------------------
     def compute(self, p: ConvProblem, c: GemmConfig) -> KernelBuild:
-        g, mg, k, positions = p.groups, p.out_per_group, self.depth(p), out_positions(p)
-        mp, kp, pp = _ceil_to(mg, c.block_m), _ceil_to(k, c.block_k), _ceil_to(positions, c.block_n)
-        data, weight, bias, operands = inputs(p, (g, kp, mp))
-
-        def patch_body(n, gi, ki, q):
-            checks = ([ki < k] if kp > k else []) + ([q < positions] if pp > positions else [])
-            return self._patch(p, data, n, gi, ki, q, tirx.all(*checks) if checks else None)
-        patch = te.compute((p.batch, g, kp, pp), patch_body, name=PATCH)
-        rk = te.reduce_axis((0, kp), name="rk")
-        acc = te.compute((p.batch, g, mp, pp), lambda n, gi, m, q: te.sum(
-            multiply_add(weight[gi, rk, m], patch[n, gi, rk, q]), axis=rk), name=ACC)
-        out = flat_epilogue(p, acc, bias, operands)
-        sch = s_tir.Schedule(prim_func(data, weight, bias, operands, out))
-        unflatten_output(sch, p)
-
-        def pack(w: np.ndarray, b: np.ndarray | None):
-            w = np.asarray(w, dtype=np.float32).reshape(g, mg, k).transpose(0, 2, 1)
-            packed = np.zeros((g, kp, mp), dtype=p.dtype)
-            packed[:, :k, :mg] = w
-            return packed, None if b is None else np.asarray(b, dtype=p.dtype).reshape(p.out_channels)
+        sch, pack = gemm_compute(p, (c.block_m, c.block_k, c.block_n),
+                                 lambda data, n, g, k, q, inside: self._patch(p, data, n, g, k, q, inside))
         return KernelBuild(sch.mod["main"], pack)
 
     def _schedule(self, sch: s_tir.Schedule, p: ConvProblem, c: GemmConfig) -> None:

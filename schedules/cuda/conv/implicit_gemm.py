@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from convc.schedules.cpu.blocked.problem import ConvProblem
 from convc.schedules.cuda.conv.gemm import GemmKernel
-from convc.schedules.cuda.conv.stages import padded_read, unravel
+from convc.schedules.cuda.conv.stages import patch_read
 
 
 class ImplicitGemm(GemmKernel):
@@ -14,8 +14,7 @@ class ImplicitGemm(GemmKernel):
         return None
 
     def _patch(self, p: ConvProblem, data, n, g, k, q, inside):
-        channel, *taps = unravel(k, (p.in_per_group, *p.kernel))
-        return padded_read(p, data, n, g * p.in_per_group + channel, unravel(q, p.out_size), taps, inside)
+        return patch_read(p, data, n, g, k, q, inside)
 
 
 IMPLICIT_GEMM = ImplicitGemm()

@@ -10,12 +10,14 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from tvm import te, tirx
+import numpy as np
+from tvm import s_tir, te, tirx
 
 from convc.lower.broadcast import broadcast_read
 from convc.lower.elementwise import BINARY, UNARY, dtype_of
 from convc.schedules.cpu.blocked.problem import ConvProblem
 
+PATCH = "patch"        # the (virtual) patch matrix of the GEMM-shaped kernels
 ACC = "acc"            # the accumulating block of every kernel
 ACC_DTYPE = "float32"  # accumulators, bias and epilogue (float16 data is widened)
 EPILOGUE = "out"       # bias + epilogue, written once to the output
@@ -127,3 +129,48 @@ def loops_below(sch, block, loop) -> list:
     loops = sch.get_loops(block)
     depth = next(i for i, candidate in enumerate(loops) if sch.get(candidate).same_as(anchor))
     return loops[depth + 1:]
+
+
+def ceil_to(x: int, multiple: int) -> int:
+    """``x`` rounded up to a multiple of ``multiple``."""
+    return -(-x // multiple) * multiple
+
+
+def gemm_compute(p: ConvProblem, tiles: tuple[int, int, int], patch_element) -> tuple[s_tir.Schedule, object]:
+    """The conv as one GEMM per (image, group), unscheduled, and its weight packer.
+
+    ``acc[n, g, m, q] = sum_k W[g, k, m] * patch[n, g, k, q]`` with ``m`` an output channel of
+    the group, ``q`` an output position (row major) and ``k`` over ``C/g * taps``, each padded
+    up to a multiple of ``tiles`` = (m, k, q) so the schedule needs no bounds checks inside.
+    ``patch_element(data, n, g, k, q, inside)`` reads the patch element, zero where ``inside``
+    (None or a bounds condition) is false. The packed weight is ``(G, Kp, Mp)``, zero-padded;
+    the bias stays ``(M,)``. Returns the schedule (blocks ``PATCH``, ``ACC``, ``EPILOGUE``)
+    and ``pack(weight, bias) -> (packed_weight, packed_bias)``.
+    """
+    g, mg, k, positions = p.groups, p.out_per_group, p.in_per_group * p.taps, out_positions(p)
+    mp, kp, pp = ceil_to(mg, tiles[0]), ceil_to(k, tiles[1]), ceil_to(positions, tiles[2])
+    data, weight, bias, operands = inputs(p, (g, kp, mp))
+
+    def patch_body(n, gi, ki, q):
+        checks = ([ki < k] if kp > k else []) + ([q < positions] if pp > positions else [])
+        return patch_element(data, n, gi, ki, q, tirx.all(*checks) if checks else None)
+    patch = te.compute((p.batch, g, kp, pp), patch_body, name=PATCH)
+    rk = te.reduce_axis((0, kp), name="rk")
+    acc = te.compute((p.batch, g, mp, pp), lambda n, gi, m, q: te.sum(
+        multiply_add(weight[gi, rk, m], patch[n, gi, rk, q]), axis=rk), name=ACC)
+    out = flat_epilogue(p, acc, bias, operands)
+    sch = s_tir.Schedule(prim_func(data, weight, bias, operands, out))
+    unflatten_output(sch, p)
+
+    def pack(w: np.ndarray, b: np.ndarray | None):
+        packed = np.zeros((g, kp, mp), dtype=p.dtype)
+        packed[:, :k, :mg] = np.asarray(w, dtype=np.float32).reshape(g, mg, k).transpose(0, 2, 1)
+        return packed, None if b is None else np.asarray(b, dtype=p.dtype).reshape(p.out_channels)
+    return sch, pack
+
+
+def patch_read(p: ConvProblem, data: te.Tensor, n, g, k, q, inside):
+    """Patch element ``k`` (channel of group ``g``, then tap) of output position ``q``, read from
+    the input with the padding predicate."""
+    channel, *taps = unravel(k, (p.in_per_group, *p.kernel))
+    return padded_read(p, data, n, g * p.in_per_group + channel, unravel(q, p.out_size), taps, inside)
