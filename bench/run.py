@@ -59,36 +59,28 @@ def _row(r: dict, peak: float) -> str:
             f"{r['compile_s']:.1f} | {r['rel_l2_vs_ort']:.1e} |")
 
 
+def _best(r: dict, label: str) -> float:
+    """The better pass's median time of one variant, in ms."""
+    return min(p[f"{label}_ms"] for p in r["passes"])
+
+
+def _ratios(r: dict, slower: str, faster: str) -> str:
+    """``slower`` time / ``faster`` time over the passes, as "min–max"."""
+    ratios = [p[f"{slower}_ms"] / p[f"{faster}_ms"] for p in r["passes"]]
+    return f"{min(ratios):.2f}–{max(ratios):.2f}"
+
+
 def _transposed_rows(rows: list[dict]) -> list[str]:
-    lines = []
-    for r in rows:
-        if "zero_insertion_ms" not in r["passes"][0]:
-            continue
-        zi = min(p["zero_insertion_ms"] for p in r["passes"])
-        sp = min(p["convc_ms"] for p in r["passes"])
-        ort = min(p["ort_ms"] for p in r["passes"])
-        gain = [p["zero_insertion_ms"] / p["convc_ms"] for p in r["passes"]]
-        vs_ort = [p["ort_ms"] / p["convc_ms"] for p in r["passes"]]
-        lines.append(f"| {r['model']} | {zi:.3f} | {sp:.3f} | {ort:.3f} | **{min(gain):.2f}–{max(gain):.2f}** | "
-                     f"{min(vs_ort):.2f}–{max(vs_ort):.2f} |")
-    return lines
+    return [f"| {r['model']} | {_best(r, 'zero_insertion'):.3f} | {_best(r, 'convc'):.3f} | {_best(r, 'ort'):.3f} | "
+            f"**{_ratios(r, 'zero_insertion', 'convc')}** | {_ratios(r, 'ort', 'convc')} |"
+            for r in rows if "zero_insertion_ms" in r["passes"][0]]
 
 
 def _tuned_rows(rows: list[dict]) -> list[str]:
-    lines = []
-    for r in rows:
-        if "tuned_ms" not in r["passes"][0]:
-            continue
-        tuned = min(p["tuned_ms"] for p in r["passes"])
-        default = min(p["convc_ms"] for p in r["passes"])
-        ort = min(p["ort_ms"] for p in r["passes"])
-        vs_ort = [p["ort_ms"] / p["tuned_ms"] for p in r["passes"]]
-        gain = [p["convc_ms"] / p["tuned_ms"] for p in r["passes"]]
-        t = r["tuning"]
-        lines.append(f"| {r['model']} | {t['seconds'] / 60:.1f} min ({t['budget']}, {t['threads']} thread(s)) | "
-                     f"{default:.3f} | {tuned:.3f} | {ort:.3f} | {min(gain):.2f}–{max(gain):.2f} | "
-                     f"**{min(vs_ort):.2f}–{max(vs_ort):.2f}** |")
-    return lines
+    return [f"| {r['model']} | {r['tuning']['seconds'] / 60:.1f} min ({r['tuning']['budget']}, "
+            f"{r['tuning']['threads']} thread(s)) | {_best(r, 'convc'):.3f} | {_best(r, 'tuned'):.3f} | "
+            f"{_best(r, 'ort'):.3f} | {_ratios(r, 'convc', 'tuned')} | **{_ratios(r, 'ort', 'tuned')}** |"
+            for r in rows if "tuned_ms" in r["passes"][0]]
 
 
 def write_report(results: dict[int, list[dict]], peaks: dict[int, float], notes: list[str], path: Path) -> None:

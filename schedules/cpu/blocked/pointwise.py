@@ -15,11 +15,7 @@ class Pointwise(tiled.TiledKernel):
     efficiency = 0.88
 
     def _decline(self, p: ConvProblem) -> str | None:
-        if p.taps != 1:
-            return f"kernel {p.kernel} is not 1x1"
-        if p.padded:
-            return f"padded ({p.pads_begin}/{p.pads_end})"
-        return tiled.tiled_decline(p)
+        return p.not_pointwise() or tiled.tiled_decline(p)
 
 
 POINTWISE = Pointwise()

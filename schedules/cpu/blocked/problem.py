@@ -103,6 +103,14 @@ class ConvProblem:
     def padded(self) -> bool:
         return any(self.pads_begin) or any(self.pads_end)
 
+    def not_pointwise(self) -> str | None:
+        """None for a pointwise conv (1x1 kernel, no padding), else why it is not one."""
+        if self.taps != 1:
+            return f"kernel {self.kernel} is not 1x1"
+        if self.padded:
+            return f"padded ({self.pads_begin}/{self.pads_end})"
+        return None
+
     @property
     def in_shape(self) -> tuple[int, ...]:
         return (self.batch, self.in_channels, *self.in_size)

@@ -14,11 +14,7 @@ class Pointwise(GemmKernel):
     gather_ops = 4.0
 
     def _decline(self, p: ConvProblem) -> str | None:
-        if p.taps != 1:
-            return f"kernel {p.kernel} is not 1x1"
-        if p.padded:
-            return f"padded ({p.pads_begin}, {p.pads_end})"
-        return None
+        return p.not_pointwise()
 
     def _patch(self, p: ConvProblem, data, n, g, k, q, inside):
         position = [o * s for o, s in zip(unravel(q, p.out_size), p.strides)]
