@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -39,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "gpu_bundle"
 MODELS = ("resnet18", "resnet50", "mobilenetv2")
 MIB = 1 << 20
-MARGIN = MIB // 2  # for the launcher and the tar headers of a part
+MARGIN = MIB  # for the launcher, and for the repository growing a little before the run
 
 
 @dataclass
@@ -143,6 +144,17 @@ def partition(jobs: list[Archive], nets: dict[str, Archive], capacity: int,
     return parts
 
 
+def working_tree_size() -> int:
+    """Bytes of what travels with every GPU run besides the part: the repository's tracked and
+    untracked-not-ignored files (and ``shared/`` where the checkout holds one)."""
+    repo = HERE.parent
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=repo,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    files = [repo / name for name in listed if name and (repo / name).is_file()]
+    shared = repo / "shared"
+    return sum(f.stat().st_size for f in files) + (folder_size(shared) if shared.is_dir() else 0)
+
+
 def folder_size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
@@ -168,7 +180,7 @@ def build_bundle(out: Path, models: list[str], batches: list[int], dtypes: list[
         gpu_runtime.write_runtime(runtime, [(gpu_launch.BENCHMARK, HERE / "cuda.py")],
                                   with_installed_ffi=local_python)
         wheel = None if local_python else gpu_runtime.fetch_tvm_ffi_wheel(python_version, HERE / ".wheels")
-        fixed = runtime.stat().st_size + (wheel.stat().st_size if wheel else 0) + MARGIN
+        fixed = runtime.stat().st_size + (wheel.stat().st_size if wheel else 0) + working_tree_size() + MARGIN
         nets = {f"net_{m}": build_net(m, staging) for m in models}
         jobs = [job for m in models for b in batches
                 for job in build_jobs(m, b, dtypes, target, staging, manifest.left_out)]
