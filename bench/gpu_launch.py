@@ -54,6 +54,8 @@ def main(argv=None) -> int:
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p))
+    # tvm_ffi would otherwise JIT-build a PyTorch extension at import (a faster DLPack path)
+    env.setdefault("TVM_FFI_DISABLE_TORCH_C_DLPACK", "1")
     command = [sys.executable, str(site / BENCHMARK), "--jobs", str(jobs),
                "--out", str(args.out / f"results-{part.name}.json"),
                "--repeat", str(args.repeat), "--warmup", str(args.warmup), "--device", args.device]
