@@ -95,6 +95,12 @@ CASES = {
         bias=True, operands=[(2, 6, 4, 3)]),
     "conv_float64_1d_dilated": _conv("conv64", (1, 3, 11), (4, 3, 3), ConvAttrs((1,), (2,), (2,), (2,)),
                                      dtype="float64"),
+    # float16, as --dtype float16 networks run them
+    "max_pool_f16": _graph("maxpool16", Op.MAX_POOL, [(2, 8, 9, 9)], _POOL, dtypes=["float16"]),
+    "global_avg_pool_f16": _graph("gap16", Op.AVG_POOL, [(2, 16, 7, 7)],
+                                  PoolAttrs((7, 7), (1, 1), (0, 0), (0, 0), (1, 1)), dtypes=["float16"]),
+    "add_relu_f16": _graph("add16", Op.ADD, [(2, 3, 4, 5), (3, 1, 5)], dtypes=["float16"] * 2),
+    "cast_f16_to_f32": _graph("cast16", Op.CAST, [(4, 5)], CastAttrs(F32), dtypes=["float16"]),
     # zero-size tensors: empty reductions write the identity (EMPTY: kernels that never run)
     "concat_with_empty": _graph("concat_empty", Op.CONCAT, [(2, 0), (2, 3)], ConcatAttrs(1)),
     "matmul_empty_contraction": _graph("matmul_empty", Op.MATMUL, [(3, 0), (0, 4)]),
@@ -180,5 +186,5 @@ def test_scheduled_compute_matches_interpreter(name):
     outs = [tvm.runtime.tensor(np.full(w.shape, 7, w.dtype)) for w in want]  # a kernel must overwrite 7
     run(*args, *outs)
     for got, expected in zip(outs, want):
-        tol = 1e-12 if expected.dtype == np.float64 else 1e-5
+        tol = {np.dtype("float64"): 1e-12, np.dtype("float16"): 2e-3}.get(expected.dtype, 1e-5)
         np.testing.assert_allclose(got.numpy(), expected, rtol=tol, atol=tol)
