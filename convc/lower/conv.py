@@ -10,11 +10,12 @@ register tile.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from tvm import te, tirx
 
 from convc.ir import ConvAttrs, Node, Op
+from convc.ir.ops.conv import EpilogueStep
 from convc.ir.ops.conv import split_conv_inputs
 from convc.lower.broadcast import broadcast_read
 from convc.lower.elementwise import BINARY, UNARY
@@ -58,14 +59,17 @@ def conv_nd(x: te.Tensor, w: te.Tensor, bias: te.Tensor | None, attrs: ConvAttrs
 
     def epilogue(*i):
         value = y[i] if bias is None else y[i] + bias[i[1]]
-        pending = iter(operands)
-        for step in attrs.epilogue:
-            if step.binary:
-                value = BINARY[step.op](value, broadcast_read(next(pending), i))
-            else:
-                value = UNARY[step.op](step.attrs, value)
-        return value
+        return apply_epilogue(attrs.epilogue, value, (broadcast_read(t, i) for t in operands))
     return te.compute(y.shape, epilogue, name=EPILOGUE_BLOCK)
+
+
+def apply_epilogue(steps: Sequence[EpilogueStep], value, operand_values: Iterable):
+    """``value`` through a conv's fused ``steps`` (``ConvAttrs.epilogue``); the binary steps
+    take their second operand from ``operand_values``, in order."""
+    pending = iter(operand_values)
+    for step in steps:
+        value = BINARY[step.op](value, next(pending)) if step.binary else UNARY[step.op](step.attrs, value)
+    return value
 
 
 @lowering(Op.CONV)

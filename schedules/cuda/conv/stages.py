@@ -14,7 +14,8 @@ import numpy as np
 from tvm import s_tir, te, tirx
 
 from convc.lower.broadcast import broadcast_read
-from convc.lower.elementwise import BINARY, UNARY, dtype_of
+from convc.lower.conv import apply_epilogue
+from convc.lower.elementwise import dtype_of
 from convc.schedules.cpu.blocked.problem import ConvProblem
 
 PATCH = "patch"        # the (virtual) patch matrix of the GEMM-shaped kernels
@@ -74,23 +75,18 @@ def padded_read(p: ConvProblem, data: te.Tensor, n, channel, out_pos: Sequence, 
     return tirx.if_then_else(tirx.all(*checks), data[(n, channel, *pos)], tirx.const(0.0, p.dtype))
 
 
-def _finish(p: ConvProblem, value, bias: te.Tensor | None, channel, operands: Sequence[te.Tensor], index):
+def finish(p: ConvProblem, value, bias: te.Tensor | None, channel, operands: Sequence[te.Tensor], index):
     """``value`` (an ``ACC_DTYPE`` accumulator) plus the bias, through the epilogue steps
     as ``convc.lower.conv.conv_nd`` applies them, in ``ACC_DTYPE``, then cast to ``p.dtype``."""
     if bias is not None:
         value = value + widen(bias[channel])
-    pending = iter(operands)
-    for step in p.epilogue:
-        if step.binary:
-            value = BINARY[step.op](value, widen(broadcast_read(next(pending), index)))
-        else:
-            value = UNARY[step.op](step.attrs, value)
+    value = apply_epilogue(p.epilogue, value, (widen(broadcast_read(t, index)) for t in operands))
     return value if p.dtype == ACC_DTYPE else value.astype(p.dtype)
 
 
 def epilogue(p: ConvProblem, acc: te.Tensor, bias: te.Tensor | None, operands: Sequence[te.Tensor]) -> te.Tensor:
-    """The output ``(N, M, *O)`` from ``acc`` of the same shape (see ``_finish``)."""
-    return te.compute(p.out_shape, lambda *i: _finish(p, acc[i], bias, i[1], operands, i), name=EPILOGUE)
+    """The output ``(N, M, *O)`` from ``acc`` of the same shape (see ``finish``)."""
+    return te.compute(p.out_shape, lambda *i: finish(p, acc[i], bias, i[1], operands, i), name=EPILOGUE)
 
 
 def flat_epilogue(p: ConvProblem, acc: te.Tensor, bias: te.Tensor | None,
@@ -102,7 +98,7 @@ def flat_epilogue(p: ConvProblem, acc: te.Tensor, bias: te.Tensor | None,
 
     def body(n, g, m, q):
         channel = g * mg + m
-        return _finish(p, acc[n, g, m, q], bias, channel, operands, (n, channel, *unravel(q, p.out_size)))
+        return finish(p, acc[n, g, m, q], bias, channel, operands, (n, channel, *unravel(q, p.out_size)))
     return te.compute((p.batch, p.groups, mg, out_positions(p)), body, name=EPILOGUE)
 
 

@@ -28,11 +28,10 @@ from dataclasses import dataclass
 import numpy as np
 from tvm import s_tir, te, tirx
 
-from convc.lower.broadcast import broadcast_read
-from convc.lower.elementwise import BINARY, UNARY
 from convc.schedules.cpu.blocked.problem import ConvProblem
 from convc.schedules.cuda.conv.kernel import ComputeThenSchedule, Gpu, KernelBuild, Launch, WeightPacker
-from convc.schedules.cuda.conv.stages import ACC_DTYPE, flat, multiply_add, padded_read, unravel, widen
+from convc.schedules.cuda.conv.stages import (ACC_DTYPE, ceil_to, finish, flat, multiply_add, padded_read,
+                                              unravel)
 
 FRAG = 16  # the WMMA fragment is 16x16x16
 WARP = 32
@@ -101,12 +100,8 @@ class Gemm:
     @staticmethod
     def of(p: ConvProblem, config: TensorCoreConfig) -> "Gemm":
         rows, cols, depth = p.batch * math.prod(p.out_size), p.out_channels, p.in_channels * p.taps
-        return Gemm(rows, cols, depth, _round_up(rows, config.block_m), _round_up(cols, config.block_n),
-                    _round_up(depth, config.block_k))
-
-
-def _round_up(x: int, multiple: int) -> int:
-    return -(-x // multiple) * multiple
+        return Gemm(rows, cols, depth, ceil_to(rows, config.block_m), ceil_to(cols, config.block_n),
+                    ceil_to(depth, config.block_k))
 
 
 def stages(p: ConvProblem, config: TensorCoreConfig) -> tuple[list[te.Tensor], te.Tensor]:
@@ -132,18 +127,8 @@ def stages(p: ConvProblem, config: TensorCoreConfig) -> tuple[list[te.Tensor], t
     acc = te.compute((g.rows_pad, g.cols_pad), lambda i, j: te.sum(multiply_add(patch[i, k], w[j, k]), axis=k),
                      name=GEMM)
 
-    def out_body(n, m, *o):
-        y = acc[flat((n, *o), [p.batch] + out_size), m]
-        if bias is not None:
-            y = y + bias[m]
-        pending = iter(operands)
-        for step in p.epilogue:
-            if step.binary:
-                y = BINARY[step.op](y, widen(broadcast_read(next(pending), (n, m, *o))))
-            else:
-                y = UNARY[step.op](step.attrs, y)
-        return y.astype(p.dtype)
-    out = te.compute(p.out_shape, out_body, name=OUT)
+    out = te.compute(p.out_shape, lambda n, m, *o: finish(p, acc[flat((n, *o), [p.batch] + out_size), m], bias, m,
+                                                            operands, (n, m, *o)), name=OUT)
     return [x, w, *([bias] if bias is not None else []), *operands], out
 
 
