@@ -132,6 +132,28 @@ def conv_layouts(node: Node, layouts: Layouts, block: int) -> tuple[int, int]:
     return have, layouts[node.output]
 
 
+# Ops that can read blocked inputs while writing a plain output: where their result only
+# leaves the graph, they write it plain themselves instead of a separate transform pass.
+UNBLOCKING_OPS = frozenset({Op.INTERLEAVE})
+
+
+def _unblock_graph_outputs(graph: Graph, layouts: Layouts) -> None:
+    """A blocked result of an ``UNBLOCKING_OPS`` node that no node reads is a graph output
+    wanted plain: the node writes it plain (e.g. a sub-pixel interleave reading blocked phases
+    writes the model's plain output in one pass)."""
+    consumed = {v for node in graph.nodes for v in node.inputs}
+    for node in graph.nodes:
+        if node.op in UNBLOCKING_OPS and len(node.outputs) == 1 and node.output not in consumed:
+            layouts[node.output] = PLAIN
+
+
+def input_layouts(graph: Graph, node: Node, layouts: Layouts) -> list[int]:
+    """The layouts a (non-conv-kernel) node reads its inputs in: constants plain; activations
+    in their own layout when the node writes blocked or is an ``UNBLOCKING_OPS`` node, else plain."""
+    keep = bool(layouts[node.outputs[0]]) or node.op in UNBLOCKING_OPS
+    return [PLAIN if graph.is_constant(v) or not keep else layouts.get(v, PLAIN) for v in node.inputs]
+
+
 def plan_layouts(graph: Graph, block: int) -> Layouts:
     """The layout (0 = plain, else the channel block) of every graph input and node output.
 
@@ -144,4 +166,5 @@ def plan_layouts(graph: Graph, block: int) -> Layouts:
         chosen = rule(graph, node, layouts, block) if rule and block else PLAIN
         for value in node.outputs:
             layouts[value] = chosen if len(node.outputs) == 1 else PLAIN
+    _unblock_graph_outputs(graph, layouts)
     return layouts

@@ -6,9 +6,11 @@ from tvm import te, tirx
 
 from convc.ir import ConvAttrs, GraphBuilder, Op, TensorType
 from convc.ir.ops.movement import InterleaveAttrs
-from convc.layout import plan_layouts
+from convc.layout import PLAIN, input_layouts, plan_layouts
+from convc.lower.layout import logical_view, stored_placeholder
+from convc.lower.registry import Tables, lowering_of
 from convc.schedules.cpu import ScheduleContext
-from convc.schedules.cpu.interleave import interleave_phases
+from convc.schedules.cpu.interleave import interleave_phases, interleave_unblocked
 from convc.target import channel_block
 from lower_check import TARGET, check
 
@@ -52,6 +54,47 @@ def test_interleave_stays_blocked_between_convs(strides, starts, q, out, phases_
     graph = b.build([z])
     assert plan_layouts(graph, BLOCK)[y] == BLOCK
     check(graph, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(not BLOCK, reason="the host target has no blocked layout")
+@pytest.mark.parametrize("strides, starts, q, out, phases_as_inputs, tiled", [
+    ((2, 2), (0, 0), (4, 5), (8, 10), True, True),       # tiles of the unblocking interleave
+    ((2, 2), (0, 0), (3, 16), (6, 32), False, True),     # one input holding every phase
+    ((2, 2), (1, 1), (4, 4), (7, 7), True, False),       # a crop: the generic schedule
+    ((3, 2), (0, 2), (2, 5), (6, 8), False, True),
+    ((4,), (0,), (5,), (20,), True, True),
+    ((2, 1, 2), (0, 0, 0), (2, 3, 4), (4, 3, 8), True, True),
+])
+def test_interleave_writing_the_graph_output_reads_blocked_phases(strides, starts, q, out, phases_as_inputs,
+                                                                 tiled):
+    """An interleave whose result only leaves the graph reads its blocked phases and writes the
+    plain output itself: no separate blocked -> plain transform is compiled."""
+    rng = np.random.default_rng(3)
+    b = GraphBuilder("unblocking")
+    ndim, count = len(strides), int(np.prod(strides))
+    x = b.add_input("x", TensorType((2, BLOCK, *q), "float32"))
+    attrs = ConvAttrs((1,) * ndim, (0,) * ndim, (0,) * ndim, (1,) * ndim, 1)
+    shapes = [(2 * BLOCK, BLOCK)] * count if phases_as_inputs else [(count * 2 * BLOCK, BLOCK)]
+    phases = [b.emit1(Op.CONV, [x, b.constant(rng.standard_normal((*s, *(1,) * ndim)).astype(np.float32), "w")],
+                      attrs) for s in shapes]
+    y = b.emit1(Op.INTERLEAVE, phases, InterleaveAttrs(strides, starts, out))
+    graph = b.build([y])
+    layouts = plan_layouts(graph, BLOCK)
+    assert layouts[y] == PLAIN and all(layouts[p] == BLOCK for p in phases)
+    assert input_layouts(graph, graph.nodes[-1], layouts) == [BLOCK] * len(phases)
+    model = check(graph, rtol=1e-4, atol=1e-4)
+    assert not any(symbol.startswith(f"layout_{BLOCK}_to_0") for symbol in model.kernels)
+    func = _unscheduled_kernel(graph.nodes[-1], layouts)
+    sch = interleave_unblocked(func, ScheduleContext(Op.INTERLEAVE, graph.nodes[-1].attrs, "float32"))
+    assert (sch is not None) == tiled
+
+
+def _unscheduled_kernel(node, layouts):
+    """The PrimFunc the module builder schedules for ``node``: stored inputs in their layouts."""
+    stored = [stored_placeholder(v.shape, v.dtype, layouts[v], f"in{i}") for i, v in enumerate(node.inputs)]
+    views = [logical_view(t, v.shape, layouts[v]) for t, v in zip(stored, node.inputs)]
+    out = lowering_of(node.op)(node, views, Tables())
+    return te.create_prim_func([*stored, out])
 
 
 @pytest.mark.skipif(not BLOCK, reason="the host target has no blocked layout")

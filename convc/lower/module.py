@@ -24,7 +24,7 @@ from convc.backend import Backend, backend_of
 from convc.errors import CodegenError, ConvcError
 from convc.ir import Graph, Node, Op, Value
 from convc.ir.ops.conv import split_conv_inputs
-from convc.layout import PLAIN, conv_layouts, plan_layouts
+from convc.layout import PLAIN, conv_layouts, input_layouts, plan_layouts
 from convc.lower.layout import logical_view, store_blocked, stored_placeholder
 from convc.lower.registry import Tables, lowering_of
 from convc.runtime import SIGNATURE_FUNCTION, Signature
@@ -136,9 +136,7 @@ class ModuleBuilder:
             return
         if node.op is Op.CONV and self._emit_conv_kernel(node, out_block):
             return
-        # blocked activations stay blocked; constants and plain values are read logically
-        blocks = [PLAIN if self.graph.is_constant(v) else (out_block and self.layouts[v])
-                  for v in node.inputs]
+        blocks = input_layouts(self.graph, node, self.layouts)
         kernel = self.kernel(node, blocks, out_block)
         args = [self.value(v, b) for v, b in zip(node.inputs, blocks)]
         types = [_relax_type(v, out_block) for v in node.outputs]

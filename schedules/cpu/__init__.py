@@ -14,11 +14,12 @@ from tvm import s_tir, tirx
 from convc.schedules.cpu.common import ScheduleContext
 from convc.schedules.cpu.conv import direct_conv, direct_conv_width
 from convc.schedules.cpu.generic import generic
-from convc.schedules.cpu.interleave import interleave_phases
+from convc.schedules.cpu.interleave import interleave_phases, interleave_unblocked
 
 Candidate = Callable[[tirx.PrimFunc, ScheduleContext], "s_tir.Schedule | None"]
 
-CANDIDATES: tuple[Candidate, ...] = (direct_conv, direct_conv_width, interleave_phases, generic)
+CANDIDATES: tuple[Candidate, ...] = (direct_conv, direct_conv_width, interleave_phases, interleave_unblocked,
+                                      generic)
 
 _log = logging.getLogger(__name__)
 
