@@ -44,12 +44,12 @@ def test_ops_outside_the_conv_world_read_plain_values():
 @pytest.mark.parametrize("kernel, groups, channels, blocks_out, blocked_read", [
     (1, 1, 32, 4, True),    # pointwise: reads a blocked copy of the plain input
     (1, 1, 32, 1, False),   # ... unless it has few output channels
-    (3, 1, 32, 4, False),   # a spatial kernel reads the plain input itself
+    (3, 1, 32, 4, True),    # a conv with taps reads a blocked copy too
+    (3, 1, 32, 1, True),    # ... whatever its output channels
     (1, 2, 32, 4, False),   # grouped
     (1, 1, 12, 4, False),   # the channels fill no whole block
 ])
-def test_pointwise_convs_read_plain_inputs_through_one_blocked_copy(kernel, groups, channels, blocks_out,
-                                                                    blocked_read):
+def test_convs_read_plain_inputs_through_one_blocked_copy(kernel, groups, channels, blocks_out, blocked_read):
     target = resolve_target("llvm")
     block = channel_block(target)
     rng = np.random.default_rng(0)
