@@ -7,7 +7,7 @@ from convc.errors import ConvcError
 
 from convc.ir import Graph, VerificationError, verify
 from convc.passes import (conv_transpose_to_conv, eliminate_dead_code, fc_to_conv, fold_batchnorm,
-                          fold_constants, fuse_epilogue, simplify, subpixel)
+                          fold_constants, fuse_epilogue, simplify, single_position, subpixel)
 from convc.passes.base import Pass
 
 PIPELINE: tuple[Pass, ...] = (
@@ -17,6 +17,7 @@ PIPELINE: tuple[Pass, ...] = (
     conv_transpose_to_conv.PASS,  # before fold_batchnorm, so a BN after a deconv folds into its conv
     fc_to_conv.PASS,
     fold_batchnorm.PASS,
+    single_position.PASS,  # after fold_batchnorm: its reshape would keep a batch norm from the conv
     simplify.PASS,
     fuse_epilogue.PASS,  # last: the other rewrites match plain convs
 )
