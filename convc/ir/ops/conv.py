@@ -26,6 +26,7 @@ class Algorithm(str, enum.Enum):
     AUTO = "auto"
     DIRECT = "direct"
     IM2COL = "im2col"
+    WINOGRAD = "winograd"
     ONE_BY_ONE = "1x1"
     DEPTHWISE = "depthwise"
     NARROW = "narrow"

@@ -58,13 +58,16 @@ def winograd_matrices(m: int, r: int = 3) -> tuple[np.ndarray, np.ndarray, np.nd
 
 @dataclass(frozen=True)
 class WinogradConfig:
-    """Output tile ``m`` and the GEMM register tile: ``reg_n`` tiles x ``oc_tile`` output
-    channels (a multiple of the output block ``vec_block``)."""
+    """Output tile ``m``; the GEMM register tile: ``reg_n`` tiles x ``oc_tile`` output
+    channels (a multiple of the output block ``vec_block``); ``rows``: 0 runs each phase over
+    all tiles, else all phases per group of ``rows`` tile rows (``reg_n`` divides the group),
+    keeping the transformed tiles in cache but reading the whole weight per group."""
 
     m: int
     vec_block: int
     oc_tile: int
     reg_n: int
+    rows: int = 0
 
 
 def tile_grid(p: ConvProblem, m: int) -> tuple[int, int, int]:
@@ -109,30 +112,40 @@ class Winograd(Kernel):
 
     def _space(self, p: ConvProblem, machine: Machine) -> list[WinogradConfig]:
         default = self._default_config(p, machine)
-        configs = [c for m in TILES for c in _ranked(p, m, machine)]
+        configs = [c for m in TILES for rows in _row_groups(p, m, machine) for c in _ranked(p, m, rows, machine)]
         return [default] + [c for c in configs if c != default]
 
     def _default_config(self, p: ConvProblem, machine: Machine) -> WinogradConfig:
-        candidates = [_ranked(p, m, machine)[0] for m in TILES]
+        """The best-ranked register tile of each tile size and row grouping, the one with
+        the lowest estimate."""
+        candidates = [_ranked(p, m, rows, machine)[0] for m in TILES for rows in _row_groups(p, m, machine)]
         return min(candidates, key=lambda c: self.estimate(p, c, machine))
 
     def estimate(self, p: ConvProblem, config: WinogradConfig, machine: Machine | None = None) -> float:
-        """The GEMMs at the register tile's utilisation (or the transformed weight stream,
-        ``alpha^2 / 9`` times the conv's weight), the transforms' vector arithmetic, and the
-        traffic of ``V``, ``M`` and the padded input."""
+        """The GEMMs at the register tile's utilisation plus the stream of the transformed
+        weight (``alpha^2 / 9`` times the conv's; once per row group when it does not stay
+        in L2), the transforms' vector arithmetic, and the traffic of ``V`` and ``M`` through
+        memory when the phases run over all tiles (a row group keeps them in cache)."""
         mc = machine or host_machine()
-        alpha = config.m + 2
-        _, _, tiles = tile_grid(p, config.m)
-        padded_tiles = -(-tiles // config.reg_n) * config.reg_n
-        gemm = 2 * alpha * alpha * padded_tiles * p.in_channels * p.out_channels
-        compute = gemm / (mc.peak * self.efficiency * _utilisation(config, padded_tiles, p, mc))
-        weights = 4 * alpha * alpha * p.in_channels * p.out_channels / mc.bandwidth
-        at, _, bt = winograd_matrices(config.m)
-        vector_ops = (tiles * p.in_channels * 2 * alpha * np.count_nonzero(bt)
-                      + tiles * p.out_channels * (alpha + config.m) * np.count_nonzero(at)) / mc.lanes
+        alpha, m = config.m + 2, config.m
+        th, _, tiles = tile_grid(p, m)
+        padded = -(-tiles // config.reg_n) * config.reg_n
+        gemm = 2 * alpha * alpha * padded * p.in_channels * p.out_channels
+        compute = gemm / (mc.peak * self.efficiency * _utilisation(p, config, mc))
+        weight = 4 * alpha * alpha * p.in_channels * p.out_channels
+        groups = p.batch * th // config.rows if config.rows else 1
+        streams = groups if weight > mc.l2_bytes // 2 else 1
+        stream = streams * weight / mc.bandwidth
+        # beyond L2 the weight stream stalls the FMAs rather than overlapping them
+        gemm_time = compute + stream if weight > mc.l2_bytes else max(compute, stream)
+        at, _, bt = winograd_matrices(m)
+        vector_ops = tiles * (p.in_channels * 2 * alpha * np.count_nonzero(bt)
+                              + p.out_channels * (alpha + m) * np.count_nonzero(at)) / mc.lanes
         transforms = vector_ops / (TRANSFORM_OPS_PER_CYCLE * mc.clock_hz * mc.cores)
-        traffic = 4 * 2 * alpha * alpha * tiles * (p.in_channels + p.out_channels) + tiled.pad_bytes(p)
-        return max(compute, weights) + transforms + traffic / mc.bandwidth + mc.call_overhead
+        traffic = tiled.pad_bytes(p)
+        if not config.rows:
+            traffic += 4 * 2 * alpha * alpha * padded * (p.in_channels + p.out_channels)
+        return gemm_time + transforms + traffic / mc.bandwidth + mc.call_overhead
 
     def build(self, p: ConvProblem, config: WinogradConfig) -> KernelBuild:
         return KernelBuild(mark_scheduled(_schedule(p, config)), _packer(config))
@@ -143,27 +156,46 @@ class Winograd(Kernel):
 TRANSFORM_OPS_PER_CYCLE = 1.0
 
 
-def _ranked(p: ConvProblem, m: int, machine: Machine) -> list[WinogradConfig]:
-    """Register tiles of output tile ``m`` that fit the registers, best first."""
+def _row_groups(p: ConvProblem, m: int, machine: Machine) -> list[int]:
+    """0 (phases over all tiles) and every number of tile rows dividing the tile rows whose
+    transformed input and output tiles fit half the L2."""
+    alpha = m + 2
+    th, tw, _ = tile_grid(p, m)
+    fits = lambda r: 4 * alpha * alpha * r * tw * (p.in_channels + p.out_channels) <= machine.l2_bytes // 2  # noqa: E731
+    return [0] + [r for r in stages.divisors(th) if fits(r)]
+
+
+def _ranked(p: ConvProblem, m: int, rows: int, machine: Machine) -> list[WinogradConfig]:
+    """Register tiles of output tile ``m`` and ``rows`` that fit the registers (and divide a
+    row group), best first."""
     vb = p.out_block
-    _, _, tiles = tile_grid(p, m)
-    configs = [WinogradConfig(m, vb, t, r)
+    _, tw, tiles = tile_grid(p, m)
+    width = rows * tw if rows else tiles
+    configs = [WinogradConfig(m, vb, t, r, rows)
                for t in range(vb, p.out_channels + 1, vb) if p.out_channels % t == 0
-               for r in range(1, min(tiles, tiled.register_limit(t, vb, machine)) + 1)]
-    def key(c):
+               for r in range(1, min(width, tiled.register_limit(t, vb, machine)) + 1)
+               if not rows or width % r == 0]
+
+    def key(c):  # speed, then more accumulators, then more tiles (fewer weight loads per FMA)
         padded = -(-tiles // c.reg_n) * c.reg_n
-        return (-_utilisation(c, padded, p, machine) * tiles / padded, -c.reg_n * c.oc_tile, -c.oc_tile)
+        speed = _utilisation(p, c, machine) * tiles / padded
+        return -round(speed, 2), -c.reg_n * tiled.vectors(c.oc_tile, vb, machine), -c.reg_n, -c.oc_tile
     return sorted(configs, key=key)
 
 
-def _utilisation(c: WinogradConfig, padded_tiles: int, p: ConvProblem, machine: Machine) -> float:
-    """FMA issue of the GEMM register tile (as ``tiled.utilisation``) x core balance."""
+def _utilisation(p: ConvProblem, c: WinogradConfig, machine: Machine) -> float:
+    """FMA issue of the GEMM register tile (as ``tiled.utilisation``) x core balance over the
+    parallel chunks (row groups, or GEMM register tiles)."""
     v = tiled.vectors(c.oc_tile, c.vec_block, machine)
     lanes = min(1.0, c.vec_block / machine.lanes)
     fmas = c.reg_n * v
     cycles = max(machine.fma_latency, fmas / machine.fma_ports, (c.reg_n + v) / machine.load_ports)
     issue = fmas / machine.fma_ports / (cycles + machine.step_overhead)
-    chunks = (c.m + 2) ** 2 * padded_tiles // c.reg_n * (p.out_channels // c.oc_tile)
+    th, _, tiles = tile_grid(p, c.m)
+    if c.rows:
+        chunks = p.batch * th // c.rows
+    else:
+        chunks = (c.m + 2) ** 2 * -(-tiles // c.reg_n) * (p.out_channels // c.oc_tile)
     balance = chunks / (-(-chunks // machine.cores) * machine.cores)
     return lanes * issue * balance
 
@@ -184,7 +216,9 @@ def _schedule(p: ConvProblem, cfg: WinogradConfig) -> tirx.PrimFunc:
     alpha, t = m + 2, cfg.oc_tile // cfg.vec_block
     at, _, bt = winograd_matrices(m)
     th, tw, tiles = tile_grid(p, m)
-    padded_tiles = -(-tiles // cfg.reg_n) * cfg.reg_n
+    # tile index t = (n * th + row) * tw + column; the phases over all tiles pad the count to
+    # whole register tiles (re-reading the last tile), a group of whole rows needs no padding
+    padded_tiles = tiles if cfg.rows else -(-tiles // cfg.reg_n) * cfg.reg_n
     cblocks, kblocks = p.in_channels // ib, p.out_channels // vb
     args = stages.placeholders(p, (alpha, alpha, p.out_channels // cfg.oc_tile, p.in_channels, cfg.oc_tile))
     # the zero border reaches the last whole tile: (th*m + 2) x (tw*m + 2)
@@ -193,7 +227,7 @@ def _schedule(p: ConvProblem, cfg: WinogradConfig) -> tirx.PrimFunc:
     padded = stages.pad_stage(grown, args.data)
 
     def window(tile, a, b, cb, ci):
-        tile = tirx.min(tile, tiles - 1)  # register-tile padding re-reads the last tile
+        tile = tirx.min(tile, tiles - 1)
         n, rest = tile // (th * tw), tile % (th * tw)
         return padded[n, cb, rest // tw * m + a, rest % tw * m + b, ci]
 
@@ -225,62 +259,79 @@ def _schedule(p: ConvProblem, cfg: WinogradConfig) -> tirx.PrimFunc:
 
     out = stages.output(p, args, acc)
     sch = s_tir.Schedule(te.create_prim_func(args.signature(out)))
-    _schedule_input(sch, p)
-    _schedule_gemm(sch, cfg)
-    _schedule_output(sch, m)
+    group = _schedule_output(sch, cfg)
+    for name in ("wg_gemm", "wg_v") if group is not None else ():
+        sch.compute_at(sch.get_sblock(name), group, preserve_unit_loops=True)
+    _schedule_gemm(sch, cfg, parallel=group is None)
+    _schedule_input(sch, parallel=group is None)
     if grown.padded:
         stages.schedule_copy(sch, "pad")
     return sch.mod["main"]
 
 
-def _schedule_input(sch: s_tir.Schedule, p: ConvProblem) -> None:
+def _schedule_output(sch: s_tir.Schedule, cfg: WinogradConfig) -> s_tir.LoopRV | None:
+    """The output stage tile by tile, each tile's ``Y`` computed at it; the outer parallel
+    loop: over (image, channel block, tile row), or over groups of ``cfg.rows`` tile rows of
+    one image (returned: the other phases are computed at it)."""
+    m = cfg.m
+    block = sch.get_sblock("out")
+    n, kb, h, w, kv = sch.get_loops(block)
+    h_o, h_i = sch.split(h, [None, m])
+    w_o, w_i = sch.split(w, [None, m])
+    if cfg.rows:
+        group, rows = sch.split(h_o, [None, cfg.rows])
+        sch.reorder(n, group, rows, w_o, kb, h_i, w_i, kv)
+        outer, at = sch.fuse(n, group), kb
+    else:
+        sch.reorder(n, kb, h_o, w_o, h_i, w_i, kv)
+        outer, at = sch.fuse(n, kb, h_o), w_o
+    sch.parallel(outer)
+    for name in ("wg_y", "wg_cols"):
+        stage = sch.get_sblock(name)
+        sch.compute_at(stage, at, preserve_unit_loops=True)
+        *_, first, second, _, _, lanes = sch.get_loops(stage)
+        sch.unroll(first)
+        sch.unroll(second)
+        sch.vectorize(lanes)
+    sch.unroll(h_i)
+    sch.unroll(w_i)
+    sch.vectorize(kv)
+    return outer if cfg.rows else None
+
+
+def _schedule_input(sch: s_tir.Schedule, parallel: bool) -> None:
     block = sch.get_sblock("wg_v")
-    e1, e2, tile, cb, ci = sch.get_loops(block)
+    *_, e1, e2, tile, cb, ci = sch.get_loops(block)
     sch.reorder(tile, cb, e1, e2, ci)
-    sch.parallel(sch.fuse(tile, cb))
-    sch.compute_at(sch.get_sblock("wg_rows"), sch.get_loops(block)[0])
-    for loop in sch.get_loops(sch.get_sblock("wg_rows"))[1:-1]:
-        sch.unroll(loop)
-    sch.vectorize(sch.get_loops(sch.get_sblock("wg_rows"))[-1])
+    outer = sch.fuse(tile, cb)
+    if parallel:
+        sch.parallel(outer)
+    sch.compute_at(sch.get_sblock("wg_rows"), outer, preserve_unit_loops=True)
+    *_, r1, r2, _, _, lanes = sch.get_loops(sch.get_sblock("wg_rows"))
+    sch.unroll(r1)
+    sch.unroll(r2)
+    sch.vectorize(lanes)
     sch.unroll(e1)
     sch.unroll(e2)
     sch.vectorize(ci)
 
 
-def _schedule_gemm(sch: s_tir.Schedule, cfg: WinogradConfig) -> None:
+def _schedule_gemm(sch: s_tir.Schedule, cfg: WinogradConfig, parallel: bool) -> None:
     block = sch.get_sblock("wg_gemm")
-    e1, e2, tile, kb, kv, rc, ri = sch.get_loops(block)
+    *_, e1, e2, tile, kb, kv, rc, ri = sch.get_loops(block)
     tile_o, tile_i = sch.split(tile, [None, cfg.reg_n])
     kb_o, kb_i = sch.split(kb, [None, cfg.oc_tile // cfg.vec_block])
     sch.reorder(e1, e2, kb_o, tile_o, rc, ri, tile_i, kb_i, kv)
-    fused = sch.fuse(e1, e2, kb_o, tile_o)
-    sch.parallel(fused)
+    outer = sch.fuse(e1, e2, kb_o, tile_o)
+    if parallel:
+        sch.parallel(outer)
     store = sch.cache_write(block, 0, "local")
-    sch.reverse_compute_at(store, fused)
+    sch.reverse_compute_at(store, outer)
     sch.vectorize(sch.get_loops(store)[-1])
     sch.unroll(tile_i)
     sch.unroll(kb_i)
     sch.vectorize(kv)
     sch.decompose_reduction(block, rc)
-
-
-def _schedule_output(sch: s_tir.Schedule, m: int) -> None:
-    block = sch.get_sblock("out")
-    n, kb, h, w, kv = sch.get_loops(block)
-    h_o, h_i = sch.split(h, [None, m])
-    w_o, w_i = sch.split(w, [None, m])
-    sch.reorder(n, kb, h_o, w_o, h_i, w_i, kv)
-    sch.parallel(sch.fuse(n, kb, h_o))
-    for name in ("wg_y", "wg_cols"):
-        stage = sch.get_sblock(name)
-        sch.compute_at(stage, w_o)
-        loops = sch.get_loops(stage)
-        for loop in loops[2:-1]:
-            sch.unroll(loop)
-        sch.vectorize(loops[-1])
-    sch.unroll(h_i)
-    sch.unroll(w_i)
-    sch.vectorize(kv)
 
 
 WINOGRAD = Winograd()
