@@ -125,7 +125,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.workdir))
 
 
-SCHEDULE_HELP = ("conv kernels: auto (the cost model; default), im2col, direct, 1x1, depthwise, narrow "
+SCHEDULE_HELP = ("conv kernels: auto (the cost model; default), im2col, direct, winograd, 1x1, depthwise, narrow "
                  "or generic for every conv (CUDA: implicit_gemm, direct, depthwise, 1x1, tensorcore), "
                  "or per layer: conv1=direct,conv2=im2col")
 TARGET_HELP = "llvm (this CPU; default), cuda (this machine's GPU) or cuda:sm_80, cuda:sm_90, ... (no GPU needed)"

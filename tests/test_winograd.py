@@ -34,7 +34,7 @@ def test_matrices_compute_the_1d_correlation(m):
 CASES = [
     problem(16, 32, (9, 11), 3, ib=16, ob=16, bias=True, epilogue=(RELU,), batch=2),  # batch 2, ragged tiles
     problem(32, 16, (10, 10), 3, pb=0, ib=16, ob=16),                                # no padding
-    problem(16, 16, (7, 13), 3, pb=(0, 2), pe=(1, 0), ib=8, ob=16),                  # asymmetric pads, mixed blocks
+    problem(16, 16, (7, 13), 3, pb=(0, 2), pe=(1, 0), ib=8, ob=16),                  # asymmetric pads, blocks
     problem(16, 16, (8, 8), 3, ib=16, ob=16, bias=True, epilogue=(ADD, RELU),
             operands=((1, 16, 8, 8),)),                                              # residual
     problem(64, 64, (5, 6), 3, ib=16, ob=8),                                         # 64 channels, tiny map
@@ -69,13 +69,14 @@ def test_rounding_error_against_float64(m):
     included, the tile with the largest transform coefficients)."""
     p = problem(256, 16, (6, 6), 3, ib=16, ob=16)
     rng = np.random.default_rng(1)
-    x, w = rng.standard_normal(p.in_shape), rng.standard_normal(p.weight_shape)
+    x = rng.standard_normal(p.in_shape).astype(np.float32)
+    w = rng.standard_normal(p.weight_shape).astype(np.float32)
     build = WINOGRAD.build(p, config_of(p, m))
     lib = tvm.compile(tvm.IRModule({"main": build.func}), target=TARGET)
-    wp, _ = build.pack_weight(w.astype(np.float32), None)
+    wp, _ = build.pack_weight(w, None)
     out = tvm.runtime.tensor(np.zeros(physical_shape(p.out_shape, p.out_block), np.float32))
-    lib["main"](tvm.runtime.tensor(pack(x.astype(np.float32), p.in_block)), tvm.runtime.tensor(wp), out)
-    want = conv_reference(p.attrs, x.astype(np.float32).astype(np.float64), w.astype(np.float32).astype(np.float64))
+    lib["main"](tvm.runtime.tensor(pack(x, p.in_block)), tvm.runtime.tensor(wp), out)
+    want = conv_reference(p.attrs, x.astype(np.float64), w.astype(np.float64))
     assert relative_l2(unpack(out.numpy(), p.out_block), want) <= 1e-5
 
 

@@ -107,12 +107,16 @@ class Winograd(Kernel):
         if p.groups != 1:
             return f"groups={p.groups} (only 1)"
         if not p.in_block or not p.out_block:
-            return f"plain layout (in_block={p.in_block}, out_block={p.out_block}): needs blocked input and output"
+            return (f"plain layout (in_block={p.in_block}, out_block={p.out_block}): "
+                    "needs blocked input and output")
         return tiled.tiled_decline(p)
 
     def _space(self, p: ConvProblem, machine: Machine) -> list[WinogradConfig]:
+        """Every tile size, row grouping and register tile; the default, then by estimate."""
         default = self._default_config(p, machine)
-        configs = [c for m in TILES for rows in _row_groups(p, m, machine) for c in _ranked(p, m, rows, machine)]
+        configs = [c for m in TILES for rows in _row_groups(p, m, machine)
+                   for c in _ranked(p, m, rows, machine)]
+        configs.sort(key=lambda c: self.estimate(p, c, machine))
         return [default] + [c for c in configs if c != default]
 
     def _default_config(self, p: ConvProblem, machine: Machine) -> WinogradConfig:
@@ -161,8 +165,8 @@ def _row_groups(p: ConvProblem, m: int, machine: Machine) -> list[int]:
     transformed input and output tiles fit half the L2."""
     alpha = m + 2
     th, tw, _ = tile_grid(p, m)
-    fits = lambda r: 4 * alpha * alpha * r * tw * (p.in_channels + p.out_channels) <= machine.l2_bytes // 2  # noqa: E731
-    return [0] + [r for r in stages.divisors(th) if fits(r)]
+    group_bytes = 4 * alpha * alpha * tw * (p.in_channels + p.out_channels)
+    return [0] + [r for r in stages.divisors(th) if r * group_bytes <= machine.l2_bytes // 2]
 
 
 def _ranked(p: ConvProblem, m: int, rows: int, machine: Machine) -> list[WinogradConfig]:
