@@ -128,8 +128,9 @@ class Winograd(Kernel):
     def estimate(self, p: ConvProblem, config: WinogradConfig, machine: Machine | None = None) -> float:
         """The GEMMs at the register tile's utilisation plus the stream of the transformed
         weight (``alpha^2 / 9`` times the conv's; once per row group when it does not stay
-        in L2), the transforms' vector arithmetic, and the traffic of ``V`` and ``M`` through
-        memory when the phases run over all tiles (a row group keeps them in cache)."""
+        in L2), the transforms' vector arithmetic, and the traffic of the padded input, ``V``
+        and ``M`` through memory when the phases run over all tiles (a row group keeps them
+        in cache)."""
         mc = machine or host_machine()
         alpha, m = config.m + 2, config.m
         th, _, tiles = tile_grid(p, m)
@@ -146,10 +147,10 @@ class Winograd(Kernel):
         vector_ops = tiles * (p.in_channels * 2 * alpha * np.count_nonzero(bt)
                               + p.out_channels * (alpha + m) * np.count_nonzero(at)) / mc.lanes
         transforms = vector_ops / (TRANSFORM_OPS_PER_CYCLE * mc.clock_hz * mc.cores)
-        traffic = tiled.pad_bytes(p)
+        traffic = 0.0  # a row group pads its rows and keeps V and M in cache
         if not config.rows:
-            traffic += 4 * 2 * alpha * alpha * padded * (p.in_channels + p.out_channels)
-        return gemm_time + transforms + traffic / mc.bandwidth + mc.call_overhead
+            traffic = tiled.pad_bytes(p) + 4 * 2 * alpha * alpha * padded * (p.in_channels + p.out_channels)
+        return float(gemm_time + transforms + traffic / mc.bandwidth + mc.call_overhead)
 
     def build(self, p: ConvProblem, config: WinogradConfig) -> KernelBuild:
         return KernelBuild(mark_scheduled(_schedule(p, config)), _packer(config))
@@ -231,7 +232,8 @@ def _schedule(p: ConvProblem, cfg: WinogradConfig) -> tirx.PrimFunc:
     padded = stages.pad_stage(grown, args.data)
 
     def window(tile, a, b, cb, ci):
-        tile = tirx.min(tile, tiles - 1)
+        if padded_tiles > tiles:
+            tile = tirx.min(tile, tiles - 1)
         n, rest = tile // (th * tw), tile % (th * tw)
         return padded[n, cb, rest // tw * m + a, rest % tw * m + b, ci]
 
@@ -268,7 +270,11 @@ def _schedule(p: ConvProblem, cfg: WinogradConfig) -> tirx.PrimFunc:
         sch.compute_at(sch.get_sblock(name), group, preserve_unit_loops=True)
     _schedule_gemm(sch, cfg, parallel=group is None)
     _schedule_input(sch, parallel=group is None)
-    if grown.padded:
+    if grown.padded and group is not None:  # each group pads its own rows
+        pad = sch.get_sblock("pad")
+        sch.compute_at(pad, group, preserve_unit_loops=True)
+        sch.vectorize(sch.get_loops(pad)[-1])
+    elif grown.padded:
         stages.schedule_copy(sch, "pad")
     return sch.mod["main"]
 
