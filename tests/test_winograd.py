@@ -55,6 +55,13 @@ def test_matches_reference(index, m, grouped):
     run_and_compare(WINOGRAD, p, config_of(p, m, grouped), seed=index)
 
 
+def test_row_groups_that_do_not_divide_the_tile_rows():
+    """The last group of each image computes tiles on zero rows that nothing reads."""
+    p = CASES[0]  # 9 output rows: 3 tile rows of 4
+    config = next(c for c in WINOGRAD.space(p) if c.m == 4 and c.rows == 2)
+    run_and_compare(WINOGRAD, p, config)
+
+
 def test_other_register_tiles():
     p = CASES[0]
     space = WINOGRAD.space(p)

@@ -70,9 +70,12 @@ class WinogradConfig:
     rows: int = 0
 
 
-def tile_grid(p: ConvProblem, m: int) -> tuple[int, int, int]:
-    """(tile rows, tile columns, tiles over the batch) of the ``m x m`` tiles covering the output."""
+def tile_grid(p: ConvProblem, m: int, rows: int = 0) -> tuple[int, int, int]:
+    """(tile rows, tile columns, tiles over the batch) of the ``m x m`` tiles covering the
+    output, the rows rounded up to whole groups of ``rows`` (the extra rows read zeros)."""
     th, tw = (-(-o // m) for o in p.out_size)
+    if rows:
+        th = -(-th // rows) * rows
     return th, tw, p.batch * th * tw
 
 
@@ -133,7 +136,7 @@ class Winograd(Kernel):
         in cache)."""
         mc = machine or host_machine()
         alpha, m = config.m + 2, config.m
-        th, _, tiles = tile_grid(p, m)
+        th, _, tiles = tile_grid(p, m, config.rows)
         padded = -(-tiles // config.reg_n) * config.reg_n
         gemm = 2 * alpha * alpha * padded * p.in_channels * p.out_channels
         compute = gemm / (mc.peak * self.efficiency * _utilisation(p, config, mc))
@@ -162,19 +165,19 @@ TRANSFORM_OPS_PER_CYCLE = 1.0
 
 
 def _row_groups(p: ConvProblem, m: int, machine: Machine) -> list[int]:
-    """0 (phases over all tiles) and every number of tile rows dividing the tile rows whose
+    """0 (phases over all tiles) and every number of tile rows (up to all of them) whose
     transformed input and output tiles fit half the L2."""
     alpha = m + 2
     th, tw, _ = tile_grid(p, m)
     group_bytes = 4 * alpha * alpha * tw * (p.in_channels + p.out_channels)
-    return [0] + [r for r in stages.divisors(th) if r * group_bytes <= machine.l2_bytes // 2]
+    return [0] + [r for r in range(1, th + 1) if r * group_bytes <= machine.l2_bytes // 2]
 
 
 def _ranked(p: ConvProblem, m: int, rows: int, machine: Machine) -> list[WinogradConfig]:
     """Register tiles of output tile ``m`` and ``rows`` that fit the registers (and divide a
     row group), best first."""
     vb = p.out_block
-    _, tw, tiles = tile_grid(p, m)
+    _, tw, tiles = tile_grid(p, m, rows)
     width = rows * tw if rows else tiles
     configs = [WinogradConfig(m, vb, t, r, rows)
                for t in range(vb, p.out_channels + 1, vb) if p.out_channels % t == 0
@@ -196,7 +199,7 @@ def _utilisation(p: ConvProblem, c: WinogradConfig, machine: Machine) -> float:
     fmas = c.reg_n * v
     cycles = max(machine.fma_latency, fmas / machine.fma_ports, (c.reg_n + v) / machine.load_ports)
     issue = fmas / machine.fma_ports / (cycles + machine.step_overhead)
-    th, _, tiles = tile_grid(p, c.m)
+    th, _, tiles = tile_grid(p, c.m, c.rows)
     if c.rows:
         chunks = p.batch * th // c.rows
     else:
@@ -220,9 +223,9 @@ def _schedule(p: ConvProblem, cfg: WinogradConfig) -> tirx.PrimFunc:
     m, vb, ib = cfg.m, cfg.vec_block, p.in_block
     alpha, t = m + 2, cfg.oc_tile // cfg.vec_block
     at, _, bt = winograd_matrices(m)
-    th, tw, tiles = tile_grid(p, m)
+    th, tw, tiles = tile_grid(p, m, cfg.rows)
     # tile index t = (n * th + row) * tw + column; the phases over all tiles pad the count to
-    # whole register tiles (re-reading the last tile), a group of whole rows needs no padding
+    # whole register tiles (re-reading the last tile), row groups pad the rows (zeros)
     padded_tiles = tiles if cfg.rows else -(-tiles // cfg.reg_n) * cfg.reg_n
     cblocks, kblocks = p.in_channels // ib, p.out_channels // vb
     args = stages.placeholders(p, (alpha, alpha, p.out_channels // cfg.oc_tile, p.in_channels, cfg.oc_tile))
