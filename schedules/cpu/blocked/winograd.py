@@ -303,7 +303,8 @@ def _schedule_output(sch: s_tir.Schedule, cfg: WinogradConfig) -> s_tir.LoopRV |
         sch.reorder(n, kb, h_o, w_o, h_i, w_i, kv)
         outer, at = sch.fuse(n, kb, h_o), w_o
     sch.parallel(outer)
-    for name in ("wg_y", "wg_cols"):
+    sch.compute_inline(sch.get_sblock("wg_y"))
+    for name in ("wg_cols",):
         stage = sch.get_sblock(name)
         sch.compute_at(stage, at, preserve_unit_loops=True)
         *_, first, second, _, _, lanes = sch.get_loops(stage)
