@@ -138,9 +138,9 @@ class Winograd(Kernel):
         return min(candidates, key=lambda c: self.estimate(p, c, machine))
 
     def estimate(self, p: ConvProblem, config: WinogradConfig, machine: Machine | None = None) -> float:
-        """The GEMMs at the register tile's utilisation plus the stream of the transformed
+        """The GEMMs at the register tile's utilisation, or the stream of the transformed
         weight (``alpha^2 / 9`` times the conv's; once per row group when it does not stay
-        in L2), the transforms' vector arithmetic, and the traffic of the padded input, ``V``
+        in L2) when that takes longer; the transforms' vector arithmetic, and the traffic of the padded input, ``V``
         and ``M`` through memory when the phases run over all tiles (a row group keeps them
         in cache)."""
         mc = machine or host_machine()
@@ -152,9 +152,7 @@ class Winograd(Kernel):
         weight = 4 * alpha * alpha * p.in_channels * p.out_channels
         groups = p.batch * th // config.rows if config.rows else 1
         streams = groups if weight > mc.l2_bytes // 2 else 1
-        stream = streams * weight / mc.bandwidth
-        # beyond L2 the weight stream stalls the FMAs rather than overlapping them
-        gemm_time = compute + stream if weight > mc.l2_bytes else max(compute, stream)
+        gemm_time = max(compute, streams * weight / mc.bandwidth)
         at, _, bt = winograd_matrices(m)
         vector_ops = tiles * (p.in_channels * 2 * alpha * np.count_nonzero(bt)
                               + p.out_channels * (alpha + m) * np.count_nonzero(at)) / mc.lanes
