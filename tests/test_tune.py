@@ -219,3 +219,45 @@ def test_a_killed_run_leaves_a_readable_db_and_resumes(model_path, tmp_path):
     assert report.trials_run == 2
     after = Database(db).records()
     assert len({(r.task, r.trial_key) for r in after}) == len(after) == len(before) + 2
+
+
+def test_cpu_trials_are_timed_cold_and_say_so(tuned_db):
+    """By default every CPU trial is 30 single runs with flushed weights (the median counts)."""
+    db, _ = tuned_db
+    records = Database(db).records()
+    assert records and all(r.timing == "cold" for r in records)
+    assert all(len(r.repeats) == Timing().cold_runs and r.seconds == float(np.median(r.repeats))
+               for r in records)
+
+
+def test_timing_modes_never_mix(model_path, tmp_path):
+    """A cold tune does not resume from warm records, and compiling prefers cold records even
+    when a warm one claims to be faster."""
+    db = str(tmp_path / "db")
+    warm = tune(model_path, db, trials=8, timing=dataclasses.replace(FAST, cold=False), progress=quiet())
+    assert {r.timing for r in Database(db).records()} == {"warm"} and warm.trials_run == 8
+    cold = tune(model_path, db, trials=8, timing=FAST, progress=quiet())
+    assert cold.trials_run == 8  # the warm records did not count as measured
+    records = Database(db).records()
+    first_cold = next(r for r in records if r.timing == "cold")
+    assert (first_cold.candidate, first_cold.knobs) == (cold.searches[0].default_kernel.name,
+                                                        dataclasses.asdict(cold.searches[0].default_config))
+    cold_best = {}
+    for r in records:
+        if r.timing == "cold" and r.ok and (r.task not in cold_best or r.seconds < cold_best[r.task].seconds):
+            cold_best[r.task] = r
+    with open(Database(db).path, "a") as f:  # a warm record of another config, 'faster' than anything
+        for task, best in cold_best.items():
+            other = next((r for r in records if r.task == task and r.trial_key != best.trial_key), None)
+            if other is not None:
+                fake = dataclasses.replace(other, timing="warm", seconds=1e-12, time=time.time())
+                f.write(fake.to_json() + "\n")
+    graph = lower_to_ir(model_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tuned = load_tuned(db, graph, resolve_target("llvm"))
+    by_signature = {t.signature: t for t in extract_tasks(graph, resolve_target("llvm"))}
+    assert len(Database(db).records()) > len(records)  # some fakes were written
+    for task, best in cold_best.items():
+        kernel, config = tuned.choices[by_signature[task].problem]
+        assert (kernel.name, dataclasses.asdict(config)) == (best.candidate, best.knobs)

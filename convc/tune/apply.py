@@ -61,7 +61,7 @@ def load_tuned(db: str, graph: Graph, target: tvm.target.Target) -> Tuned:
             best.setdefault(record.task, []).append(record)
     choices, missing = {}, []
     for signature, task in tasks.items():
-        for record in sorted(best.get(signature, []), key=lambda r: r.seconds):
+        for record in sorted(_one_timing(best.get(signature, [])), key=lambda r: r.seconds):
             choice = _decode(record, task)
             if choice is not None:
                 choices[task.problem] = choice
@@ -76,6 +76,13 @@ def load_tuned(db: str, graph: Graph, target: tvm.target.Target) -> Tuned:
         warnings.warn(f"tuning database {db}: no record for {len(missing)} of {len(tasks)} task(s), "
                       f"which keep the cost model's choice: {names}", stacklevel=2)
     return Tuned(choices, tuple(missing))
+
+
+def _one_timing(records: list[Record]) -> list[Record]:
+    """The records timed with cold caches when a task has any (the mode ``convc tune`` uses on
+    a CPU by default), else the others: times of the two modes do not compare."""
+    cold = [r for r in records if r.timing == "cold"]
+    return cold or records
 
 
 def _target_text(key: dict) -> str:

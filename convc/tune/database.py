@@ -57,6 +57,7 @@ class Record:
     error: str = ""
     device: str = "local"     # 'local' or 'rpc:KEY'
     time: float = field(default_factory=time.time)
+    timing: str = "warm"      # 'cold' or 'warm' caches (convc.tune.measure.Timing); older records: warm
 
     @property
     def ok(self) -> bool:

@@ -110,9 +110,10 @@ class TaskSearch:
 
 
 def outcome_record(task: Task, trial: Trial, outcome: Outcome, target: dict, versions: dict,
-                   device: str) -> Record:
-    """The database record of one measured trial."""
+                   device: str, timing: str) -> Record:
+    """The database record of one measured trial, timed in mode ``timing`` ('cold' or 'warm')."""
     name, config_type, _ = trial_key(trial.kernel, trial.config)
     return Record(task=task.signature, problem=describe(task.problem), target=target, versions=versions,
                   candidate=name, config_type=config_type, knobs=knobs(trial.config), status=outcome.status,
-                  seconds=outcome.seconds, repeats=outcome.repeats, error=outcome.error, device=device)
+                  seconds=outcome.seconds, repeats=outcome.repeats, error=outcome.error, device=device,
+                  timing=timing)

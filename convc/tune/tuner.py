@@ -105,7 +105,8 @@ def tune(model, db: str, target: str = "llvm", trials: int | None = None, time_b
     graph = convert_dtype(lower_to_ir(model, input_shapes, disable_passes=disable_passes), dtype)
     database = Database(db)
     key, current = plain(TargetKey.of(tvm_target)), versions()
-    old = list(iter_compatible(database.records(), key, current))
+    mode = timing.mode(tvm_target)
+    old = [r for r in iter_compatible(database.records(), key, current) if r.timing == mode]
     searches = [TaskSearch(i, t, candidates or t.backend.candidates, [r for r in old if r.task == t.signature])
                 for i, t in enumerate(extract_tasks(graph, tvm_target))]
     active = select_tasks(searches, tasks)
@@ -124,7 +125,7 @@ def tune(model, db: str, target: str = "llvm", trials: int | None = None, time_b
             break
         outcomes = measurer.measure([trial for _, trial in batch])
         for (search, trial), outcome in zip(batch, outcomes):
-            record = outcome_record(search.task, trial, outcome, key, current, measurer.device)
+            record = outcome_record(search.task, trial, outcome, key, current, measurer.device, mode)
             database.append(record)
             search.add(record)
             run += 1
