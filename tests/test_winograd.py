@@ -20,6 +20,7 @@ from oracles import onnxruntime_outputs, relative_l2
 from test_schedules_blocked_kernels import ADD, RELU, TARGET, problem, run_and_compare
 
 AVX512 = Machine(lanes=16, registers=32)
+AVX2 = Machine(lanes=8, registers=16)
 
 
 @pytest.mark.parametrize("m", [2, 4, 6])
@@ -60,6 +61,14 @@ def test_row_groups_that_do_not_divide_the_tile_rows():
     p = CASES[0]  # 9 output rows: 3 tile rows of 4
     config = next(c for c in WINOGRAD.space(p) if c.m == 4 and c.rows == 2)
     run_and_compare(WINOGRAD, p, config)
+
+
+@pytest.mark.parametrize("machine", [AVX2, AVX512], ids=["avx2", "avx512"])
+def test_default_configs_of_each_machine(machine):
+    """The register tiles sized for either x86 width compute the same conv (here, on the host)."""
+    b = machine.lanes
+    p = problem(2 * b, 4 * b, (12, 10), 3, ib=b, ob=b, bias=True, epilogue=(RELU,))
+    run_and_compare(WINOGRAD, p, WINOGRAD.default_config(p, machine))
 
 
 def test_other_register_tiles():
