@@ -64,13 +64,14 @@ class Kernel(abc.ABC):
         """The scheduled PrimFunc (marked ``tirx.is_scheduled``) and its weight packer."""
 
     def estimate(self, p: ConvProblem, config: Any, machine: Machine | None = None) -> float:
-        """Seconds on ``machine`` (default: the host) with all its cores: compute at this
-        kernel's efficiency, or the weight stream when that takes longer (a conv on a tiny
-        map is a matrix-vector product), plus the memory traffic it adds (padding, patches)."""
+        """Seconds on ``machine`` (default: the host) with all its cores, in a network at small
+        batch: compute at this kernel's efficiency, plus the wait for its weight, which is cold
+        (read once per inference) and does not overlap the arithmetic (``Machine.cold_weight_bandwidth``),
+        plus the memory traffic it adds (padding, patches)."""
         m = machine or host_machine()
         compute = p.flops / (m.peak * self.efficiency * self._utilisation(p, config, m))
-        weights = 4 * p.out_channels * p.in_per_group * p.taps / m.bandwidth
-        return max(compute, weights) + self._extra_bytes(p, config, m) / m.bandwidth + m.call_overhead
+        weights = m.cold_weight_seconds(4 * p.out_channels * p.in_per_group * p.taps)
+        return compute + weights + self._extra_bytes(p, config, m) / m.bandwidth + m.call_overhead
 
     def _utilisation(self, p: ConvProblem, config: Any, machine: Machine) -> float:
         """The fraction of the machine's vector lanes, FMA issue and cores doing useful work (0, 1]."""

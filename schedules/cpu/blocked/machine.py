@@ -37,6 +37,12 @@ class Machine:
     core_bandwidth: float = 25e9         # bytes/s one core streams from beyond L2 (a gemv
                                          # ran at 29 GB/s on one Emerald Rapids core)
     call_overhead: float = 2e-6          # seconds per kernel launch (parallel fork/join)
+    cold_weight_bandwidth: float = 12e9  # bytes/s per core at which a conv kernel's weight
+                                         # arrives from beyond L2 when it is cold (in a network
+                                         # at batch 1), NOT overlapping the arithmetic: measured
+                                         # cold - warm time / weight bytes, 1 thread, 3x3 convs:
+                                         # direct 256ch 14x14 11.8, 512ch 7x7 12.1; Winograd
+                                         # F(2x2) 12.3 and 12.8, F(4x4) 256ch 12.1 GB/s
 
     @property
     def peak_flops_per_core(self) -> float:
@@ -51,6 +57,10 @@ class Machine:
     def bandwidth(self) -> float:
         """Bytes/s from beyond L2, all cores together."""
         return self.core_bandwidth * self.cores
+
+    def cold_weight_seconds(self, weight_bytes: float) -> float:
+        """The time a kernel waits for its cold weight, split over the cores."""
+        return weight_bytes / (self.cold_weight_bandwidth * self.cores)
 
     @staticmethod
     def from_target(target: tvm.target.Target) -> "Machine":
