@@ -138,11 +138,11 @@ class Winograd(Kernel):
         return min(candidates, key=lambda c: self.estimate(p, c, machine))
 
     def estimate(self, p: ConvProblem, config: WinogradConfig, machine: Machine | None = None) -> float:
-        """The GEMMs at the register tile's utilisation, or the stream of the transformed
-        weight (``alpha^2 / 9`` times the conv's; once per row group when it does not stay
-        in L2) when that takes longer; the transforms' vector arithmetic, and the traffic of the padded input, ``V``
-        and ``M`` through memory when the phases run over all tiles (a row group keeps them
-        in cache)."""
+        """As ``Kernel.estimate``: the GEMMs at the register tile's utilisation plus the wait
+        for the cold transformed weight (``alpha^2 / 9`` times the conv's), which a row group
+        re-reads per group (overlapping the arithmetic) when it does not stay in L2; then the
+        transforms' vector arithmetic, and the traffic of the padded input, ``V`` and ``M``
+        through memory when the phases run over all tiles (a row group keeps them in cache)."""
         mc = machine or host_machine()
         alpha, m = config.m + 2, config.m
         th, _, tiles = tile_grid(p, m, config.rows)
@@ -151,8 +151,9 @@ class Winograd(Kernel):
         compute = gemm / (mc.peak * self.efficiency * _utilisation(p, config, mc))
         weight = 4 * alpha * alpha * p.in_channels * p.out_channels
         groups = p.batch * th // config.rows if config.rows else 1
-        streams = groups if weight > mc.l2_bytes // 2 else 1
-        gemm_time = max(compute, streams * weight / mc.bandwidth)
+        cores = min(mc.cores, groups) if config.rows else mc.cores  # those reading the weight
+        cold = weight / (mc.cold_weight_bandwidth * cores)
+        rereads = (groups - 1) * weight / (mc.core_bandwidth * cores) if weight > mc.l2_bytes // 2 else 0.0
         at, _, bt = winograd_matrices(m)
         vector_ops = tiles * (p.in_channels * 2 * alpha * np.count_nonzero(bt)
                               + p.out_channels * (alpha + m) * np.count_nonzero(at)) / mc.lanes
@@ -160,7 +161,7 @@ class Winograd(Kernel):
         traffic = 0.0  # a row group pads its rows and keeps V and M in cache
         if not config.rows:
             traffic = tiled.pad_bytes(p) + 4 * 2 * alpha * alpha * padded * (p.in_channels + p.out_channels)
-        return float(gemm_time + transforms + traffic / mc.bandwidth + mc.call_overhead)
+        return float(max(compute, rereads) + cold + transforms + traffic / mc.bandwidth + mc.call_overhead)
 
     def build(self, p: ConvProblem, config: WinogradConfig) -> KernelBuild:
         return KernelBuild(mark_scheduled(_schedule(p, config)), _packer(config))
