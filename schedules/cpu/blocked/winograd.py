@@ -105,6 +105,11 @@ def _by_constant(index, rows) -> tirx.PrimExpr:
 # vector adds/multiplies of the transforms retired per cycle per core (loads and stores
 # compete with them)
 TRANSFORM_OPS_PER_CYCLE = 1.0
+# a transformed weight over this many L2s is re-read per row group as slowly as when cold.
+# Measured cold, 2 threads (2 MB L2): 2.4 MB F(4x4) 128ch 28x28 weight in 1 / 4 / 7 groups
+# 0.56 / 0.53 / 0.58 ms; 4.2 MB F(2x2) 256ch 14x14 in 1 / 4 groups 0.66 / 0.85 ms; 16.8 MB
+# F(2x2) 512ch 7x7 in 1 / 2 / 4 groups 1.38 / 2.12 / 2.54 ms
+REREAD_L2_FACTOR = 1.5
 
 
 class Winograd(Kernel):
@@ -139,9 +144,10 @@ class Winograd(Kernel):
 
     def estimate(self, p: ConvProblem, config: WinogradConfig, machine: Machine | None = None) -> float:
         """As ``Kernel.estimate``: the GEMMs at the register tile's utilisation plus the wait
-        for the cold transformed weight (``alpha^2 / 9`` times the conv's), which a row group
-        re-reads per group (overlapping the arithmetic) when it does not stay in L2; then the
-        transforms' vector arithmetic, and the traffic of the padded input, ``V`` and ``M``
+        for the cold transformed weight (``alpha^2 / 9`` times the conv's), which every row
+        group reads again, as slowly as the first time, when it is well over the L2 (see
+        ``REREAD_L2_FACTOR``);
+        then the transforms' vector arithmetic, and the traffic of the padded input, ``V`` and ``M``
         through memory when the phases run over all tiles (a row group keeps them in cache)."""
         mc = machine or host_machine()
         alpha, m = config.m + 2, config.m
@@ -150,10 +156,11 @@ class Winograd(Kernel):
         gemm = 2 * alpha * alpha * padded * p.in_channels * p.out_channels
         compute = gemm / (mc.peak * self.efficiency * _utilisation(p, config, mc))
         weight = 4 * alpha * alpha * p.in_channels * p.out_channels
-        groups = p.batch * th // config.rows if config.rows else 1
-        cores = min(mc.cores, groups) if config.rows else mc.cores  # those reading the weight
-        cold = weight / (mc.cold_weight_bandwidth * cores)
-        rereads = (groups - 1) * weight / (mc.core_bandwidth * cores) if weight > mc.l2_bytes // 2 else 0.0
+        if config.rows and weight > REREAD_L2_FACTOR * mc.l2_bytes:  # each group reads it again
+            groups = p.batch * th // config.rows
+            cold = -(-groups // mc.cores) * weight / mc.cold_weight_bandwidth
+        else:
+            cold = mc.cold_weight_seconds(weight)
         at, _, bt = winograd_matrices(m)
         vector_ops = tiles * (p.in_channels * 2 * alpha * np.count_nonzero(bt)
                               + p.out_channels * (alpha + m) * np.count_nonzero(at)) / mc.lanes
@@ -161,7 +168,7 @@ class Winograd(Kernel):
         traffic = 0.0  # a row group pads its rows and keeps V and M in cache
         if not config.rows:
             traffic = tiled.pad_bytes(p) + 4 * 2 * alpha * alpha * padded * (p.in_channels + p.out_channels)
-        return float(max(compute, rereads) + cold + transforms + traffic / mc.bandwidth + mc.call_overhead)
+        return float(compute + cold + transforms + traffic / mc.bandwidth + mc.call_overhead)
 
     def build(self, p: ConvProblem, config: WinogradConfig) -> KernelBuild:
         return KernelBuild(mark_scheduled(_schedule(p, config)), _packer(config))
