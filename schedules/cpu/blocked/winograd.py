@@ -176,8 +176,12 @@ class Winograd(Kernel):
 
 def _row_groups(p: ConvProblem, m: int, machine: Machine) -> list[int]:
     """0 (phases over all tiles) and every number of tile rows (up to all of them) whose
-    transformed input and output tiles fit half the L2."""
+    transformed input and output tiles fit half the L2. None for F(6x6) over a batch: TVM's
+    simplifier and CSE passes then take 25-30 s on the group's tile indices (measured, 2
+    images, 12x12 to 56x56; F(4x4) and one image: about 1 s)."""
     alpha = m + 2
+    if m == 6 and p.batch > 1:
+        return [0]
     th, tw, _ = tile_grid(p, m)
     group_bytes = 4 * alpha * alpha * tw * (p.in_channels + p.out_channels)
     return [0] + [r for r in range(1, th + 1) if r * group_bytes <= machine.l2_bytes // 2]
