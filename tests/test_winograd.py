@@ -23,11 +23,12 @@ AVX512 = Machine(lanes=16, registers=32)
 AVX2 = Machine(lanes=8, registers=16)
 
 
+@pytest.mark.parametrize("r", [3, 2])
 @pytest.mark.parametrize("m", [2, 4, 6])
-def test_matrices_compute_the_1d_correlation(m):
-    at, g, bt = winograd_matrices(m)
+def test_matrices_compute_the_1d_correlation(m, r):
+    at, g, bt = winograd_matrices(m, r)
     rng = np.random.default_rng(m)
-    d, w = rng.standard_normal(m + 2), rng.standard_normal(3)
+    d, w = rng.standard_normal(m + r - 1), rng.standard_normal(r)
     want = np.correlate(d, w, mode="valid")
     np.testing.assert_allclose(at @ ((g @ w) * (bt @ d)), want, rtol=1e-12, atol=1e-12)
 
@@ -144,6 +145,37 @@ def test_network_with_every_3x3_conv_forced_to_winograd():
     _, decisions = plan_schedules(model, schedule="winograd")
     assert any(d.picked == "winograd" for d in decisions)
     inputs = zoo.random_inputs(model, seed=3)
+    (want,) = onnxruntime_outputs(model, inputs)
+    (got,) = convc.compile(model, schedule="winograd").run(inputs)
+    assert relative_l2(got, want) <= 1e-4
+
+
+# 2x2 kernels: the phases of a 4x4 stride-2 transposed conv after the sub-pixel pass, whose
+# pads differ per phase (one side each)
+CASES_2X2 = [
+    problem(16, 32, (9, 11), 2, pb=(1, 0), pe=(0, 1), ib=16, ob=16, bias=True, epilogue=(RELU,)),
+    problem(32, 16, (8, 8), 2, pb=0, pe=(1, 1), ib=16, ob=16, batch=2),
+    problem(16, 16, (7, 6), 2, pb=(0, 1), pe=(1, 0), ib=16, ob=16, bias=True, epilogue=(ADD, RELU),
+            operands=((1, 16, 7, 6),)),
+]
+
+
+@pytest.mark.parametrize("index, m, grouped", [
+    (i, m, grouped) for i, p in enumerate(CASES_2X2) for m in TILES for grouped in (False, True)
+    if not (grouped and m == 6 and p.batch > 1)])  # no F(6x6) row groups over a batch
+def test_2x2_kernels_match_reference(index, m, grouped):
+    p = CASES_2X2[index]
+    assert WINOGRAD.decline(p) is None
+    run_and_compare(WINOGRAD, p, config_of(p, m, grouped), seed=index)
+
+
+def test_4x4_stride_2_transposed_conv_on_winograd_phases_against_onnxruntime():
+    """A DCGAN-style upsampling layer: the sub-pixel pass leaves four 2x2 phase convs, each
+    forced onto Winograd; the result is onnxruntime's."""
+    model = zoo.build("dcgan")
+    _, decisions = plan_schedules(model, schedule="winograd")
+    assert sum(d.picked == "winograd" for d in decisions) >= 8
+    inputs = zoo.random_inputs(model, seed=4)
     (want,) = onnxruntime_outputs(model, inputs)
     (got,) = convc.compile(model, schedule="winograd").run(inputs)
     assert relative_l2(got, want) <= 1e-4

@@ -1,6 +1,6 @@
-"""``winograd``: the 3x3 stride-1 conv as Winograd F(m x m, 3 x 3), fewer multiplications.
+"""``winograd``: the 3x3 or 2x2 stride-1 conv as Winograd F(m x m, r x r), fewer multiplications.
 
-With ``alpha = m + 2`` and the transform matrices of ``winograd_matrices``, the output is cut
+With ``alpha = m + r - 1`` and the transform matrices of ``winograd_matrices``, the output is cut
 into ``m x m`` tiles (``P`` of them over the batch); each tile reads an ``alpha x alpha``
 window of the padded input. Three phases:
 
@@ -18,6 +18,10 @@ Either each phase runs over all tiles in parallel (``V`` and ``M`` go through me
 weight is streamed once: deep layers on small maps), or the parallel loop runs over groups
 of tile rows and each group pads its input rows and runs the three phases in cache (the
 weight is re-read per group: early layers on large maps).
+
+2x2 kernels are what the sub-pixel pass leaves of a 4x4 stride-2 transposed conv (DCGAN's
+upsampling layers): F(m x m, 2 x 2) turns their 4 multiplications per output into
+``(m + 1)^2 / m^2``.
 """
 from __future__ import annotations
 
@@ -33,11 +37,12 @@ from convc.schedules.cpu.blocked.kernel import Kernel, KernelBuild, mark_schedul
 from convc.schedules.cpu.blocked.machine import Machine, host_machine
 from convc.schedules.cpu.blocked.problem import ConvProblem
 
-# interpolation points of F(m, 3), in order (plus the point at infinity); m + 1 are used
+# interpolation points of F(m, r), in order (plus the point at infinity); m + r - 2 are used
 POINTS = (0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5)
 # output tiles offered. Rel. L2 error against float64 over 64..512 input channels (F(2x2),
 # F(4x4), F(6x6)): 3-7e-7, 2-4e-6, 3-8e-6 (direct: 4-11e-7), inside the networks' 1e-4 budget
 TILES = (4, 2, 6)
+KERNELS = ((3, 3), (2, 2))  # F(m x m, r x r) for these r
 
 
 def winograd_matrices(m: int, r: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -72,6 +77,11 @@ class WinogradConfig:
     oc_tile: int
     reg_n: int
     rows: int = 0
+
+
+def _alpha(p: ConvProblem, m: int) -> int:
+    """The transformed tile's side for output tile ``m`` and ``p``'s (square) kernel."""
+    return m + p.kernel[0] - 1
 
 
 def tile_grid(p: ConvProblem, m: int, rows: int = 0) -> tuple[int, int, int]:
@@ -117,8 +127,8 @@ class Winograd(Kernel):
     efficiency = 0.85
 
     def _decline(self, p: ConvProblem) -> str | None:
-        if p.ndim != 2 or p.kernel != (3, 3):
-            return f"kernel {p.kernel} is not 3x3 (2-D)"
+        if p.ndim != 2 or p.kernel not in KERNELS:
+            return f"kernel {p.kernel} is not 3x3 or 2x2 (2-D)"
         if p.strides != (1, 1) or p.dilations != (1, 1):
             return f"strides {p.strides} / dilations {p.dilations} (only 1)"
         if p.groups != 1:
@@ -144,13 +154,13 @@ class Winograd(Kernel):
 
     def estimate(self, p: ConvProblem, config: WinogradConfig, machine: Machine | None = None) -> float:
         """As ``Kernel.estimate``: the GEMMs at the register tile's utilisation plus the wait
-        for the cold transformed weight (``alpha^2 / 9`` times the conv's), which every row
+        for the cold transformed weight (``alpha^2 / r^2`` times the conv's), which every row
         group reads again, as slowly as the first time, when it is well over the L2 (see
         ``REREAD_L2_FACTOR``);
         then the transforms' vector arithmetic, and the traffic of the padded input, ``V`` and ``M``
         through memory when the phases run over all tiles (a row group keeps them in cache)."""
         mc = machine or host_machine()
-        alpha, m = config.m + 2, config.m
+        alpha, m = _alpha(p, config.m), config.m
         th, _, tiles = tile_grid(p, m, config.rows)
         padded = -(-tiles // config.reg_n) * config.reg_n
         gemm = 2 * alpha * alpha * padded * p.in_channels * p.out_channels
@@ -161,7 +171,7 @@ class Winograd(Kernel):
             cold = -(-groups // mc.cores) * weight / mc.cold_weight_bandwidth
         else:
             cold = mc.cold_weight_seconds(weight)
-        at, _, bt = winograd_matrices(m)
+        at, _, bt = winograd_matrices(m, p.kernel[0])
         vector_ops = tiles * (p.in_channels * 2 * alpha * np.count_nonzero(bt)
                               + p.out_channels * (alpha + m) * np.count_nonzero(at)) / mc.lanes
         transforms = vector_ops / (TRANSFORM_OPS_PER_CYCLE * mc.clock_hz * mc.cores)
@@ -179,7 +189,7 @@ def _row_groups(p: ConvProblem, m: int, machine: Machine) -> list[int]:
     transformed input and output tiles fit half the L2. None for F(6x6) over a batch: TVM's
     simplifier and CSE passes then take 25-30 s on the group's tile indices (measured, 2
     images, 12x12 to 56x56; F(4x4) and one image: about 1 s)."""
-    alpha = m + 2
+    alpha = _alpha(p, m)
     if m == 6 and p.batch > 1:
         return [0]
     th, tw, _ = tile_grid(p, m)
@@ -217,14 +227,14 @@ def _utilisation(p: ConvProblem, c: WinogradConfig, machine: Machine) -> float:
     if c.rows:
         chunks = p.batch * th // c.rows
     else:
-        chunks = (c.m + 2) ** 2 * -(-tiles // c.reg_n) * (p.out_channels // c.oc_tile)
+        chunks = _alpha(p, c.m) ** 2 * -(-tiles // c.reg_n) * (p.out_channels // c.oc_tile)
     balance = chunks / (-(-chunks // machine.cores) * machine.cores)
     return lanes * issue * balance
 
 
 def _packer(config: WinogradConfig):
     def pack(w: np.ndarray, bias):
-        _, g, _ = winograd_matrices(config.m)
+        _, g, _ = winograd_matrices(config.m, w.shape[-1])
         u = np.einsum("ar,kcrs,bs->abkc", g, w.astype(np.float64), g)  # (alpha, alpha, K, C)
         a, _, k, c = u.shape
         t = config.oc_tile
@@ -235,15 +245,15 @@ def _packer(config: WinogradConfig):
 
 def _schedule(p: ConvProblem, cfg: WinogradConfig) -> tirx.PrimFunc:
     m, vb, ib = cfg.m, cfg.vec_block, p.in_block
-    alpha, t = m + 2, cfg.oc_tile // cfg.vec_block
-    at, _, bt = winograd_matrices(m)
+    alpha, t = _alpha(p, m), cfg.oc_tile // cfg.vec_block
+    at, _, bt = winograd_matrices(m, p.kernel[0])
     th, tw, tiles = tile_grid(p, m, cfg.rows)
     # tile index t = (n * th + row) * tw + column; the phases over all tiles pad the count to
     # whole register tiles (re-reading the last tile), row groups pad the rows (zeros)
     padded_tiles = tiles if cfg.rows else -(-tiles // cfg.reg_n) * cfg.reg_n
     cblocks, kblocks = p.in_channels // ib, p.out_channels // vb
     args = stages.placeholders(p, (alpha, alpha, p.out_channels // cfg.oc_tile, p.in_channels, cfg.oc_tile))
-    # the zero border reaches the last whole tile: (th*m + 2) x (tw*m + 2)
+    # the zero border reaches the last whole tile: (th*m + r - 1) x (tw*m + r - 1)
     grown = dataclasses.replace(p, pads_end=tuple(
         e + g * m - o for e, g, o in zip(p.pads_end, (th, tw), p.out_size)))
     padded = stages.pad_stage(grown, args.data)
