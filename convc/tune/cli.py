@@ -17,7 +17,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
                   time_budget=parse_duration(args.time_budget) if args.time_budget else None,
                   input_shapes=_input_shapes(args.input_shape), tasks=args.tasks,
                   rpc_tracker=args.rpc_tracker, rpc_key=args.rpc_key,
-                  timing=Timing(args.repeat, args.min_repeat_ms, cold=not args.warm_caches), progress=Progress(quiet=args.quiet),
+                  timing=Timing(args.repeat, args.min_repeat_ms, cold=not args.warm_caches),
+                  progress=Progress(quiet=args.quiet),
                   dtype=args.dtype)
     print(f"{report.trials_run} trial(s) recorded in {args.db}; compile with --tuning-db {args.db}")
     return 0
@@ -76,8 +77,10 @@ def add_commands(sub) -> None:
     p.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,...")
     p.add_argument("--rpc-tracker", metavar="HOST:PORT", help="measure on the devices of a TVM RPC tracker")
     p.add_argument("--rpc-key", metavar="KEY", help="the device key registered with the tracker")
-    p.add_argument("--repeat", type=int, default=5, help="with --warm-caches: timing rounds per trial; the best counts (default 5)")
-    p.add_argument("--min-repeat-ms", type=int, default=50, help="with --warm-caches: length of one timing round (default 50)")
+    p.add_argument("--repeat", type=int, default=5,
+                   help="with --warm-caches: timing rounds per trial; the best counts (default 5)")
+    p.add_argument("--min-repeat-ms", type=int, default=50,
+                   help="with --warm-caches: length of one timing round (default 50)")
     p.add_argument("--warm-caches", action="store_true",
                    help="CPU: time with the weights in cache (rounds of --min-repeat-ms, the best counts) "
                         "instead of the default: each run with its weights, bias and output flushed from "

@@ -22,7 +22,7 @@ def interleave_phases(func, ctx: ScheduleContext) -> s_tir.Schedule | None:
     if ctx.op is not Op.INTERLEAVE:
         return None
     a = ctx.attrs
-    if any(b % s or o % s for b, o, s in zip(a.starts, a.out_size, a.strides)):
+    if not _whole_rows(a):
         return None
     sch = s_tir.Schedule(func)
     inline_producers(sch)
@@ -32,11 +32,7 @@ def interleave_phases(func, ctx: ScheduleContext) -> s_tir.Schedule | None:
     if len(loops) != 3 + ndim:  # plain output: (n, c, *o); blocked: (n, cb, *o, ci)
         return None
     n, cb, spatial, lanes = loops[0], loops[1], loops[2:2 + ndim], loops[-1]
-    rows, phases = [], []
-    for loop, stride in zip(spatial, a.strides):
-        row, phase = sch.split(loop, [None, stride])
-        rows.append(row)
-        phases.append(phase)
+    rows, phases = _split_phases(sch, spatial, a.strides)
     sch.reorder(n, cb, *[x for pair in zip(rows, phases) for x in pair], lanes)
     for phase in phases:
         sch.unroll(phase)
@@ -57,7 +53,7 @@ def interleave_unblocked(func, ctx: ScheduleContext) -> s_tir.Schedule | None:
         return None
     a = ctx.attrs
     ndim = len(a.strides)
-    if any(b % s or o % s for b, o, s in zip(a.starts, a.out_size, a.strides)):
+    if not _whole_rows(a):
         return None
     sch = s_tir.Schedule(func)
     inline_producers(sch)
@@ -73,11 +69,7 @@ def interleave_unblocked(func, ctx: ScheduleContext) -> s_tir.Schedule | None:
     width = loop_extent(sch, spatial[-1])
     tile = stride * largest_divisor(width // stride, max(1, block // stride))
     c_outer, c_inner = sch.split(c, [None, block])
-    rows, phases = [], []
-    for loop, s in zip(spatial[:-1], a.strides[:-1]):
-        row, phase = sch.split(loop, [None, s])
-        rows.append(row)
-        phases.append(phase)
+    rows, phases = _split_phases(sch, spatial[:-1], a.strides[:-1])
     w_outer, w_inner = sch.split(spatial[-1], [None, tile])
     sch.reorder(n, c_outer, *[x for pair in zip(rows, phases) for x in pair], w_outer, c_inner, w_inner)
     sch.parallel(sch.fuse(n, c_outer, *rows[:1]))
@@ -99,3 +91,19 @@ def _stored_block(sch: s_tir.Schedule, stage, ndim: int) -> int | None:
         return None
     blocks = {shape[-1] for shape in shapes}
     return blocks.pop() if len(blocks) == 1 else None
+
+
+def _whole_rows(attrs) -> bool:
+    """Whether every crop start and output size divides by its stride (then the phase of an
+    output position is its index modulo the stride, a loop of its own)."""
+    return not any(b % s or o % s for b, o, s in zip(attrs.starts, attrs.out_size, attrs.strides))
+
+
+def _split_phases(sch: s_tir.Schedule, loops, strides) -> tuple[list, list]:
+    """Each spatial loop split into (row, phase) by its stride: the rows and the phase loops."""
+    rows, phases = [], []
+    for loop, stride in zip(loops, strides):
+        row, phase = sch.split(loop, [None, stride])
+        rows.append(row)
+        phases.append(phase)
+    return rows, phases

@@ -173,16 +173,20 @@ def utilisation(p: ConvProblem, cfg: TileConfig, machine: Machine) -> float:
     broadcasts and one weight row); it takes the longest of the FMA latency (fewer than
     latency x ports independent accumulators stall), the FMA issue time and the load issue
     time, plus the loop's own overhead (which favours big tiles)."""
-    v = vectors(cfg.oc_tile, cfg.vec_block, machine)
-    lanes = min(1.0, cfg.vec_block / machine.lanes)
     width = p.out_size[-1]
     row_tiles = -(-width // cfg.reg_n)
     tail = width / (row_tiles * cfg.reg_n) * (1.0 if width % cfg.reg_n == 0 else GUARDED_TAIL)
-    fmas = cfg.reg_n * v
-    cycles = max(machine.fma_latency, fmas / machine.fma_ports, (cfg.reg_n + v) / machine.load_ports)
-    cycles += machine.step_overhead
-    issue = fmas / machine.fma_ports / cycles
-    return lanes * tail * issue * balance(p, cfg, machine)
+    return fma_issue(cfg.reg_n, cfg.oc_tile, cfg.vec_block, machine) * tail * balance(p, cfg, machine)
+
+
+def fma_issue(reg_n: int, oc_tile: int, vec_block: int, machine: Machine) -> float:
+    """Useful lanes x FMA issue rate of a register tile of ``reg_n`` positions x ``oc_tile``
+    channels (see ``utilisation``)."""
+    v = vectors(oc_tile, vec_block, machine)
+    lanes = min(1.0, vec_block / machine.lanes)
+    fmas = reg_n * v
+    cycles = max(machine.fma_latency, fmas / machine.fma_ports, (reg_n + v) / machine.load_ports)
+    return lanes * fmas / machine.fma_ports / (cycles + machine.step_overhead)
 
 
 def balance(p: ConvProblem, cfg: TileConfig, machine: Machine) -> float:

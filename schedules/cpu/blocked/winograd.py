@@ -218,18 +218,13 @@ def _ranked(p: ConvProblem, m: int, rows: int, machine: Machine) -> list[Winogra
 def _utilisation(p: ConvProblem, c: WinogradConfig, machine: Machine) -> float:
     """FMA issue of the GEMM register tile (as ``tiled.utilisation``) x core balance over the
     parallel chunks (row groups, or GEMM register tiles)."""
-    v = tiled.vectors(c.oc_tile, c.vec_block, machine)
-    lanes = min(1.0, c.vec_block / machine.lanes)
-    fmas = c.reg_n * v
-    cycles = max(machine.fma_latency, fmas / machine.fma_ports, (c.reg_n + v) / machine.load_ports)
-    issue = fmas / machine.fma_ports / (cycles + machine.step_overhead)
     th, _, tiles = tile_grid(p, c.m, c.rows)
     if c.rows:
         chunks = p.batch * th // c.rows
     else:
         chunks = _alpha(p, c.m) ** 2 * -(-tiles // c.reg_n) * (p.out_channels // c.oc_tile)
     balance = chunks / (-(-chunks // machine.cores) * machine.cores)
-    return lanes * issue * balance
+    return tiled.fma_issue(c.reg_n, c.oc_tile, c.vec_block, machine) * balance
 
 
 def _packer(config: WinogradConfig):
