@@ -50,15 +50,18 @@ def _tuples(value: Any) -> Any:
 
 def decode_config(template: Any, type_name: str, values: dict) -> Any:
     """The config of ``template``'s class with ``values``; None when the class or fields differ
-    (a record written by another version of the kernel)."""
+    (a record written by another version of the kernel). A field the record lacks takes its
+    default: knobs are added with the default that builds the kernel the record measured."""
     cls = type(template)
     if not dataclasses.is_dataclass(cls) or cls.__name__ != type_name:
         return None
-    names = {f.name for f in dataclasses.fields(cls)}
-    if set(values) != names:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    missing = set(fields) - set(values)
+    if not set(values) <= set(fields) or any(fields[name].default is dataclasses.MISSING for name in missing):
         return None
     try:
         config = cls(**{k: _tuples(v) for k, v in values.items()})
     except (TypeError, ValueError):
         return None
-    return config if plain(config) == {"type": type_name, **values} else None
+    decoded = plain(config)
+    return config if {k: decoded[k] for k in values} == values else None

@@ -59,7 +59,8 @@ class Im2col(Kernel):
     def _space(self, p: ConvProblem, machine: Machine) -> list[Im2colConfig]:
         default = self._default_config(p, machine)
         configs = [Im2colConfig(t.vec_block, t.oc_tile, t.reg_n, rows)
-                   for t in tiled.tile_space(p, machine) if t.oc_outer for rows in (1, 2, 4, 8)]
+                   for t in tiled.tile_space(p, machine) if t.oc_outer and not t.stream_weights
+                   for rows in (1, 2, 4, 8)]
         return [default] + [c for c in configs if c != default]
 
     def _utilisation(self, p: ConvProblem, config: Im2colConfig, machine: Machine) -> float:

@@ -66,12 +66,14 @@ class Kernel(abc.ABC):
     def estimate(self, p: ConvProblem, config: Any, machine: Machine | None = None) -> float:
         """Seconds on ``machine`` (default: the host) with all its cores, in a network at small
         batch: compute at this kernel's efficiency, plus the wait for its weight, which is cold
-        (read once per inference) and does not overlap the arithmetic (``Machine.cold_weight_bandwidth``),
+        (read once per inference) and does not overlap the arithmetic (``Machine.cold_weight_bandwidth``)
+        unless the kernel prefetches it (``_hides_weight_wait``: then the longer of the two),
         plus the memory traffic it adds (padding, patches)."""
         m = machine or host_machine()
         compute = p.flops / (m.peak * self.efficiency * self._utilisation(p, config, m))
         weights = m.cold_weight_seconds(4 * p.out_channels * p.in_per_group * p.taps)
-        return compute + weights + self._extra_bytes(p, config, m) / m.bandwidth + m.call_overhead
+        busy = max(compute, weights) if self._hides_weight_wait(p, config) else compute + weights
+        return busy + self._extra_bytes(p, config, m) / m.bandwidth + m.call_overhead
 
     def _utilisation(self, p: ConvProblem, config: Any, machine: Machine) -> float:
         """The fraction of the machine's vector lanes, FMA issue and cores doing useful work (0, 1]."""
@@ -80,6 +82,11 @@ class Kernel(abc.ABC):
     def _extra_bytes(self, p: ConvProblem, config: Any, machine: Machine) -> float:
         """Bytes moved besides reading the input and writing the output once."""
         return 0.0
+
+    def _hides_weight_wait(self, p: ConvProblem, config: Any) -> bool:
+        """Whether the kernel fetches its cold weight while it computes (then the slower of the
+        two counts, not their sum)."""
+        return False
 
 
 def mark_scheduled(func: tirx.PrimFunc) -> tirx.PrimFunc:

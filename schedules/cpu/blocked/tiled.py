@@ -10,11 +10,11 @@ vectors and ``reg_n`` positions are unrolled, the ``vb`` lanes vectorised.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from tvm import s_tir, te
+from tvm import s_tir, te, tirx
 
-from convc.schedules.cpu.blocked import stages
+from convc.schedules.cpu.blocked import prefetch, stages
 from convc.schedules.cpu.blocked.kernel import Kernel, KernelBuild, mark_scheduled
 from convc.schedules.cpu.blocked.layout import Channel
 from convc.schedules.cpu.blocked.machine import Machine
@@ -25,12 +25,20 @@ from convc.schedules.cpu.blocked.problem import ConvProblem
 class TileConfig:
     """Knobs of the register tile: output channels per tile (a multiple of the
     accumulator block ``vec_block``) and output positions along the last axis; whether
-    the channel tiles are the outer parallel loop (else the positions are)."""
+    the channel tiles are the outer parallel loop (else the positions are).
+
+    ``stream_weights`` (channel tiles outer only): the input-channel blocks run outside the
+    positions, so each block of weights is read once, for every position of its channel
+    tile, in one sequential pass the hardware prefetcher runs ahead of; the accumulators of
+    all positions of the tile stay in a local buffer between blocks. Made for small maps
+    with large weights, where the plain order waits for each cold weight line (see
+    ``Machine.cold_weight_bandwidth``)."""
 
     vec_block: int
     oc_tile: int
     reg_n: int
     oc_outer: bool = True
+    stream_weights: bool = False
 
 
 def reduction_block(p: ConvProblem) -> int:
@@ -70,17 +78,37 @@ def register_limit(tile: int, vec_block: int, machine: Machine) -> int:
 def tile_space(p: ConvProblem, machine: Machine) -> list[TileConfig]:
     """Every register tile that fits the machine's registers: channel tiles of 1, 2, 3, ...
     accumulator blocks dividing the channels, any width up to the register limit, either
-    loop outermost. ``tile_config`` first, then best first by ``score``."""
+    loop outermost, the channel tiles outermost also with ``stream_weights`` where the cold
+    weight is worth hiding (``streams_pay``). ``tile_config`` first, then best first by ``score``."""
     default = tile_config(p, machine)
-    return [default] + [c for c in _ranked(p, machine) if c != default]
+    ranked = _ranked(p, machine)
+    if streams_pay(p, machine):
+        ranked = [v for c in ranked for v in ([c, replace(c, stream_weights=True)] if c.oc_outer else [c])]
+    return [default] + [c for c in ranked if c != default]
+
+
+def streams_pay(p: ConvProblem, machine: Machine) -> bool:
+    """Whether waiting for the cold weight costs at least ``STREAM_WORTH`` of the arithmetic at
+    peak and the weight comes in more than one block (see ``TileConfig.stream_weights``)."""
+    if p.in_per_group // reduction_block(p) < 2:
+        return False
+    wait = machine.cold_weight_seconds(4 * p.out_channels * p.in_per_group * p.taps)
+    return wait >= STREAM_WORTH * p.flops / machine.peak
+
+
+# Below this ratio of weight wait to arithmetic the plain order wins (64 channels at 56x56: the
+# accumulators of every position reloaded per block, 4% slower hot, nothing to hide).
+STREAM_WORTH = 0.1
 
 
 def tile_config(p: ConvProblem, machine: Machine) -> TileConfig:
     """The best-scoring register tile, the channel tiles outermost when the input is smaller
-    than the weight (it is then re-read from cache once per channel tile)."""
+    than the weight (it is then re-read from cache once per channel tile), streaming the
+    weight where that pays."""
     in_bytes = 4 * p.in_channels * math.prod(p.in_size)
     w_bytes = 4 * p.out_channels * p.in_per_group * p.taps
-    return next(c for c in _ranked(p, machine) if c.oc_outer == (in_bytes <= w_bytes))
+    best = next(c for c in _ranked(p, machine) if c.oc_outer == (in_bytes <= w_bytes))
+    return replace(best, stream_weights=best.oc_outer and streams_pay(p, machine))
 
 
 def _ranked(p: ConvProblem, machine: Machine) -> list[TileConfig]:
@@ -138,8 +166,13 @@ def build_tiled(p: ConvProblem, cfg: TileConfig) -> KernelBuild:
     r_o, r_k, r_i = loops[3 + n_sp], loops[4 + n_sp:-1], loops[-1]
     ob_o, ob_i = sch.split(ob, [None, t])
     last_o, last_i = sch.split(o[-1], [None, cfg.reg_n])
-    outer = [n, ob_o, *o[:-1], last_o] if cfg.oc_outer else [n, *o[:-1], last_o, ob_o]
-    sch.reorder(*outer, r_o, *r_k, r_i, last_i, ob_i, oi)
+    positions = [*o[:-1], last_o]
+    if cfg.stream_weights:
+        outer = [n, ob_o]
+        sch.reorder(*outer, r_o, *positions, *r_k, r_i, last_i, ob_i, oi)
+    else:
+        outer = [n, ob_o, *positions] if cfg.oc_outer else [n, *positions, ob_o]
+        sch.reorder(*outer, r_o, *r_k, r_i, last_i, ob_i, oi)
     fused = sch.fuse(*outer)
     sch.parallel(fused)
     sch.set_scope(block, 0, "local")
@@ -152,7 +185,33 @@ def build_tiled(p: ConvProblem, cfg: TileConfig) -> KernelBuild:
         sch.vectorize(sch.get_loops(sch.get_sblock("out"))[-1])
     if p.padded:
         stages.schedule_copy(sch, "pad")
-    return KernelBuild(mark_scheduled(sch.mod["main"]), _packer(tile, rb))
+    func = sch.mod["main"]
+    if cfg.stream_weights and cpg // rb > 1:
+        func = _prefetch_next_block(sch, func, block, fused, positions, r_k, r_o, p, cfg)
+    return KernelBuild(mark_scheduled(func), _packer(tile, rb))
+
+
+def _prefetch_next_block(sch, func, block, fused, positions, taps, r_o, p: ConvProblem, cfg: TileConfig):
+    """With ``stream_weights``: while a channel tile works through the positions with one block
+    of input channels, it prefetches the weights of the next block (see ``prefetch``), spread
+    over the positions and as many kernel axes as bring the bursts to ``PREFETCH_BURST`` lines
+    (longer bursts overflow the line-fill buffers: 3x3 512 channels on 7x7, cold: 1.98 ms
+    spread over the positions, 1.47 over positions and rows of taps, 1.54 over all taps)."""
+    weight = next(r.source for r in sch.get(block).reads if r.source.name == "weight")
+    tiles = p.out_channels // cfg.oc_tile
+    ob_o = tirx.floormod(sch.get(fused).loop_var, tiles)
+    start = [ob_o, sch.get(r_o).loop_var] + [0] * (len(weight.shape) - 2)
+    floats = p.taps * reduction_block(p) * cfg.oc_tile
+    loops = [sch.get(loop) for loop in positions]
+    for tap in taps:
+        if floats / prefetch.CACHE_LINE_FLOATS / math.prod(int(loop.extent) for loop in loops) <= PREFETCH_BURST:
+            break
+        loops.append(sch.get(tap))
+    return prefetch.prefetch_weights(func, weight, [loop.loop_var for loop in loops],
+                                     [int(loop.extent) for loop in loops], start, floats)
+
+
+PREFETCH_BURST = 16
 
 
 def _packer(tile: int, rb: int):
@@ -160,6 +219,10 @@ def _packer(tile: int, rb: int):
         return stages.pack_blocked_weight(w, tile, rb), bias
     return pack
 
+
+# The cost of reloading a tile's accumulators, in reduction steps (fitted: 1x1, 16-channel blocks:
+# 17% slower hot than the plain order; 3x3: 2-5%).
+STREAM_RELOAD_STEPS = 3.5
 
 # A register tile that does not divide the row is guarded at every position (the tail is
 # not peeled): measured ~40% slower on the whole kernel (32->32 channels, 128x128, tile 13 vs 12).
@@ -176,7 +239,11 @@ def utilisation(p: ConvProblem, cfg: TileConfig, machine: Machine) -> float:
     width = p.out_size[-1]
     row_tiles = -(-width // cfg.reg_n)
     tail = width / (row_tiles * cfg.reg_n) * (1.0 if width % cfg.reg_n == 0 else GUARDED_TAIL)
-    return fma_issue(cfg.reg_n, cfg.oc_tile, cfg.vec_block, machine) * tail * balance(p, cfg, machine)
+    reload = 1.0
+    if cfg.stream_weights:  # the tile's accumulators are reloaded for every block of weights
+        steps = p.taps * reduction_block(p)
+        reload = steps / (steps + STREAM_RELOAD_STEPS)
+    return fma_issue(cfg.reg_n, cfg.oc_tile, cfg.vec_block, machine) * tail * balance(p, cfg, machine) * reload
 
 
 def fma_issue(reg_n: int, oc_tile: int, vec_block: int, machine: Machine) -> float:
@@ -225,3 +292,6 @@ class TiledKernel(Kernel):
 
     def _utilisation(self, p: ConvProblem, config: TileConfig, machine: Machine) -> float:
         return utilisation(p, config, machine)
+
+    def _hides_weight_wait(self, p: ConvProblem, config: TileConfig) -> bool:
+        return config.stream_weights
