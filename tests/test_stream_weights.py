@@ -11,6 +11,7 @@ from convc.schedules.cpu.blocked import by_name
 from convc.schedules.cpu.blocked import prefetch, tiled
 from convc.schedules.cpu.blocked.machine import Machine
 from convc.schedules.cpu.blocked.tiled import TileConfig
+from convc.schedules.cpu.blocked.winograd import TILES, WINOGRAD, WinogradConfig
 from convc.tune.encode import decode_config, knobs
 from tests.test_schedules_blocked_kernels import ADD, RELU, problem, run_and_compare
 
@@ -24,6 +25,7 @@ STREAMED = [
     problem(3 * B, B, (11,), 5, d=2, ib=B, ob=B),                                     # 1-D, dilation
     problem(2 * B, B, (3, 4, 5), 3, ib=B, ob=B),                                      # 3-D
     problem(2 * B, B, (6, 6), 3, ib=0, ob=B),                                         # plain input: one block
+    problem(8 * B, 2 * B, (3, 5), 1, ib=B, ob=B),                                     # 1x1: two chunks of 4
 ]
 
 
@@ -34,6 +36,31 @@ def test_streamed_tiles_match_reference(index, reg_n):
     run_and_compare(by_name("direct"), p, TileConfig(B, B, reg_n, oc_outer=True, stream_weights=True))
 
 
+WINOGRAD_STREAMED = [
+    problem(8 * B, 2 * B, (6, 7), 3, bias=True, epilogue=(RELU,), ib=B, ob=B),
+    problem(16 * B, B, (5, 5), 3, pb=(0, 2), pe=(1, 0), ib=B // 2, ob=B, batch=2),
+    problem(8 * B, 2 * B, (8, 8), 2, pb=(1, 1), pe=(0, 0), ib=B, ob=B, epilogue=(ADD,),
+            operands=((1, 2 * B, 8, 8),)),
+]
+
+
+@pytest.mark.parametrize("index", range(len(WINOGRAD_STREAMED)))
+@pytest.mark.parametrize("m", TILES)
+def test_streamed_winograd_matches_reference(index, m):
+    p = WINOGRAD_STREAMED[index]
+    config = WinogradConfig(m, B, 2 * B if p.out_channels % (2 * B) == 0 else B, 3, 0, stream_weights=True)
+    build = WINOGRAD.build(p, config)
+    assert _prefetches(build.func) == 1
+    run_and_compare(WINOGRAD, p, config)
+
+
+def test_chunks_reach_the_steps_between_reloads():
+    assert tiled.stream_chunk(32, 144) == 1       # 3x3, 16-channel blocks
+    assert tiled.stream_chunk(32, 16) == 4        # 1x1: 4 blocks, 64 steps
+    assert tiled.stream_chunk(6, 16) == 6         # 4 does not divide 6
+    assert tiled.stream_chunk(2, 16) == 2         # all there is
+
+
 def _prefetches(func) -> int:
     return func.script().count("llvm.prefetch")
 
@@ -41,7 +68,9 @@ def _prefetches(func) -> int:
 def test_prefetch_only_with_several_weight_blocks():
     config = TileConfig(B, B, 2, oc_outer=True, stream_weights=True)
     assert _prefetches(by_name("direct").build(STREAMED[0], config).func) == 1
-    assert _prefetches(by_name("direct").build(STREAMED[-1], config).func) == 0  # one block: nothing ahead
+    assert _prefetches(by_name("direct").build(STREAMED[-2], config).func) == 0  # one block: nothing ahead
+    assert _prefetches(by_name("direct").build(STREAMED[-1], config).func) == 1  # two chunks of 4 blocks
+    assert _prefetches(by_name("direct").build(STREAMED[3], config).func) == 0   # one chunk
     plain = dataclasses.replace(config, stream_weights=False)
     assert _prefetches(by_name("direct").build(STREAMED[0], plain).func) == 0
 

@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from numpy.polynomial import polynomial
 from tvm import s_tir, te, tirx
 
-from convc.schedules.cpu.blocked import stages, tiled
+from convc.schedules.cpu.blocked import prefetch, stages, tiled
 from convc.schedules.cpu.blocked.kernel import Kernel, KernelBuild, mark_scheduled
 from convc.schedules.cpu.blocked.machine import Machine, host_machine
 from convc.schedules.cpu.blocked.problem import ConvProblem
@@ -70,13 +71,17 @@ class WinogradConfig:
     """Output tile ``m``; the GEMM register tile: ``reg_n`` tiles x ``oc_tile`` output
     channels (a multiple of the output block ``vec_block``); ``rows``: 0 runs each phase over
     all tiles, else all phases per group of ``rows`` tile rows (``reg_n`` divides the group),
-    keeping the transformed tiles in cache but reading the whole weight per group."""
+    keeping the transformed tiles in cache but reading the whole weight per group.
+    ``stream_weights`` (``rows`` 0 only): each GEMM's channel tile runs over all tiles per
+    chunk of input channels and prefetches the next chunk of its weight, as
+    ``tiled.TileConfig.stream_weights``."""
 
     m: int
     vec_block: int
     oc_tile: int
     reg_n: int
     rows: int = 0
+    stream_weights: bool = False
 
 
 def _alpha(p: ConvProblem, m: int) -> int:
@@ -143,6 +148,8 @@ class Winograd(Kernel):
         default = self._default_config(p, machine)
         configs = [c for m in TILES for rows in _row_groups(p, m, machine)
                    for c in _ranked(p, m, rows, machine)]
+        configs += [dataclasses.replace(c, stream_weights=True) for c in configs
+                    if not c.rows and _streams_pay(p, c.m, machine)]
         configs.sort(key=lambda c: self.estimate(p, c, machine))
         return [default] + [c for c in configs if c != default]
 
@@ -150,13 +157,16 @@ class Winograd(Kernel):
         """The best-ranked register tile of each tile size and row grouping, the one with
         the lowest estimate."""
         candidates = [_ranked(p, m, rows, machine)[0] for m in TILES for rows in _row_groups(p, m, machine)]
+        candidates += [dataclasses.replace(c, stream_weights=True) for c in candidates
+                       if not c.rows and _streams_pay(p, c.m, machine)]
         return min(candidates, key=lambda c: self.estimate(p, c, machine))
 
     def estimate(self, p: ConvProblem, config: WinogradConfig, machine: Machine | None = None) -> float:
         """As ``Kernel.estimate``: the GEMMs at the register tile's utilisation plus the wait
         for the cold transformed weight (``alpha^2 / r^2`` times the conv's), which every row
         group reads again, as slowly as the first time, when it is well over the L2 (see
-        ``REREAD_L2_FACTOR``);
+        ``REREAD_L2_FACTOR``), and which ``stream_weights`` fetches during the GEMMs (the
+        longer of the two counts);
         then the transforms' vector arithmetic, and the traffic of the padded input, ``V`` and ``M``
         through memory when the phases run over all tiles (a row group keeps them in cache)."""
         mc = machine or host_machine()
@@ -171,6 +181,7 @@ class Winograd(Kernel):
             cold = -(-groups // mc.cores) * weight / mc.cold_weight_bandwidth
         else:
             cold = mc.cold_weight_seconds(weight)
+        busy = max(compute, cold) if config.stream_weights else compute + cold
         at, _, bt = winograd_matrices(m, p.kernel[0])
         vector_ops = tiles * (p.in_channels * 2 * alpha * np.count_nonzero(bt)
                               + p.out_channels * (alpha + m) * np.count_nonzero(at)) / mc.lanes
@@ -178,7 +189,7 @@ class Winograd(Kernel):
         traffic = 0.0  # a row group pads its rows and keeps V and M in cache
         if not config.rows:
             traffic = tiled.pad_bytes(p) + 4 * 2 * alpha * alpha * padded * (p.in_channels + p.out_channels)
-        return float(compute + cold + transforms + traffic / mc.bandwidth + mc.call_overhead)
+        return float(busy + transforms + traffic / mc.bandwidth + mc.call_overhead)
 
     def build(self, p: ConvProblem, config: WinogradConfig) -> KernelBuild:
         return KernelBuild(mark_scheduled(_schedule(p, config)), _packer(config))
@@ -224,7 +235,25 @@ def _utilisation(p: ConvProblem, c: WinogradConfig, machine: Machine) -> float:
     else:
         chunks = _alpha(p, c.m) ** 2 * -(-tiles // c.reg_n) * (p.out_channels // c.oc_tile)
     balance = chunks / (-(-chunks // machine.cores) * machine.cores)
-    return tiled.fma_issue(c.reg_n, c.oc_tile, c.vec_block, machine) * balance
+    reload = 1.0
+    if c.stream_weights:  # the accumulators of every tile are reloaded per chunk of channels
+        steps = _chunk(p) * p.in_block
+        reload = steps / (steps + tiled.STREAM_RELOAD_STEPS)
+    return tiled.fma_issue(c.reg_n, c.oc_tile, c.vec_block, machine) * balance * reload
+
+
+def _chunk(p: ConvProblem) -> int:
+    """Input-channel blocks per chunk of a streamed GEMM (see ``tiled.stream_chunk``)."""
+    return tiled.stream_chunk(p.in_channels // p.in_block, p.in_block)
+
+
+def _streams_pay(p: ConvProblem, m: int, machine: Machine) -> bool:
+    """Whether the transformed weight's cold wait is worth hiding (as ``tiled.streams_pay``)."""
+    alpha = _alpha(p, m)
+    weight = 4 * alpha * alpha * p.in_channels * p.out_channels
+    gemm = 2 * alpha * alpha * tile_grid(p, m)[2] * p.in_channels * p.out_channels
+    return (p.in_channels // p.in_block > _chunk(p)
+            and machine.cold_weight_seconds(weight) >= tiled.STREAM_WORTH * gemm / machine.peak)
 
 
 def _packer(config: WinogradConfig):
@@ -290,7 +319,7 @@ def _schedule(p: ConvProblem, cfg: WinogradConfig) -> tirx.PrimFunc:
     group = _schedule_output(sch, cfg)
     for name in ("wg_gemm", "wg_v") if group is not None else ():
         sch.compute_at(sch.get_sblock(name), group, preserve_unit_loops=True)
-    _schedule_gemm(sch, cfg, parallel=group is None)
+    add_prefetch = _schedule_gemm(sch, p, cfg, parallel=group is None)
     _schedule_input(sch, parallel=group is None)
     if grown.padded and group is not None:  # each group pads its own rows
         pad = sch.get_sblock("pad")
@@ -298,7 +327,7 @@ def _schedule(p: ConvProblem, cfg: WinogradConfig) -> tirx.PrimFunc:
         sch.vectorize(sch.get_loops(pad)[-1])
     elif grown.padded:
         stages.schedule_copy(sch, "pad")
-    return sch.mod["main"]
+    return add_prefetch(sch.mod["main"]) if add_prefetch else sch.mod["main"]
 
 
 def _schedule_output(sch: s_tir.Schedule, cfg: WinogradConfig) -> s_tir.LoopRV | None:
@@ -349,13 +378,20 @@ def _schedule_input(sch: s_tir.Schedule, parallel: bool) -> None:
     sch.vectorize(ci)
 
 
-def _schedule_gemm(sch: s_tir.Schedule, cfg: WinogradConfig, parallel: bool) -> None:
+def _schedule_gemm(sch: s_tir.Schedule, p: ConvProblem, cfg: WinogradConfig, parallel: bool) -> Callable | None:
+    """The GEMMs on the register tile; with ``stream_weights``, the function that adds the
+    weight prefetch to the finished PrimFunc."""
     block = sch.get_sblock("wg_gemm")
     *_, e1, e2, tile, kb, kv, rc, ri = sch.get_loops(block)
     tile_o, tile_i = sch.split(tile, [None, cfg.reg_n])
     kb_o, kb_i = sch.split(kb, [None, cfg.oc_tile // cfg.vec_block])
-    sch.reorder(e1, e2, kb_o, tile_o, rc, ri, tile_i, kb_i, kv)
-    outer = sch.fuse(e1, e2, kb_o, tile_o)
+    if cfg.stream_weights:
+        rc, rc_i = sch.split(rc, [None, _chunk(p)])
+        sch.reorder(e1, e2, kb_o, rc, tile_o, rc_i, ri, tile_i, kb_i, kv)
+        outer = sch.fuse(e1, e2, kb_o)
+    else:
+        sch.reorder(e1, e2, kb_o, tile_o, rc, ri, tile_i, kb_i, kv)
+        outer = sch.fuse(e1, e2, kb_o, tile_o)
     if parallel:
         sch.parallel(outer)
     store = sch.cache_write(block, 0, "local")
@@ -365,6 +401,18 @@ def _schedule_gemm(sch: s_tir.Schedule, cfg: WinogradConfig, parallel: bool) -> 
     sch.unroll(kb_i)
     sch.vectorize(kv)
     sch.decompose_reduction(block, rc)
+    if not cfg.stream_weights:
+        return None
+
+    def add_prefetch(func: tirx.PrimFunc) -> tirx.PrimFunc:
+        weight = next(r.source for r in sch.get(block).reads if r.source.name == "weight")
+        # the fused loop runs over (e1, e2, kb_o) in the weight's own order: block f of C x T floats
+        f = sch.get(outer).loop_var
+        floats = _chunk(p) * p.in_block * cfg.oc_tile
+        start = [0, 0, f, sch.get(rc).loop_var * (_chunk(p) * p.in_block), 0]
+        return prefetch.prefetch_weights(func, weight, [sch.get(tile_o)], [sch.get(rc_i), sch.get(ri)],
+                                         start, floats)
+    return add_prefetch
 
 
 WINOGRAD = Winograd()
