@@ -117,3 +117,15 @@ def test_records_without_the_knob_decode_to_the_plain_order():
     assert decode_config(config, "TileConfig", old) == dataclasses.replace(config, stream_weights=False)
     assert decode_config(config, "TileConfig", {**knobs(config), "unknown": 1}) is None
     assert decode_config(config, "TileConfig", {k: v for k, v in old.items() if k != "reg_n"}) is None
+
+
+def test_a_streamed_channel_tile_is_one_parallel_chunk():
+    """Streaming runs all positions of a channel tile on one core: 64 channels in one tile of 64
+    keep one of two cores idle, in two tiles of 32 both busy."""
+    p = problem(384, 64, (14, 14), 1, ib=B, ob=B)
+    two_cores = dataclasses.replace(AVX512, cores=2)
+    assert tiled.balance(p, TileConfig(B, 64, 7, True, True), two_cores) == 0.5
+    assert tiled.balance(p, TileConfig(B, 32, 7, True, True), two_cores) == 1.0
+    assert tiled.balance(p, TileConfig(B, 64, 7, True, False), two_cores) == 1.0
+    assert by_name("1x1").default_config(p, two_cores).oc_tile <= 32 or \
+        not by_name("1x1").default_config(p, two_cores).stream_weights

@@ -89,8 +89,10 @@ def tile_space(p: ConvProblem, machine: Machine) -> list[TileConfig]:
 
 def streams_pay(p: ConvProblem, machine: Machine) -> bool:
     """Whether waiting for the cold weight costs at least ``STREAM_WORTH`` of the arithmetic at
-    peak and the weight comes in more than one block (see ``TileConfig.stream_weights``)."""
-    if p.in_per_group // reduction_block(p) < 2:
+    peak and the weight comes in more than one chunk (see ``TileConfig.stream_weights``)."""
+    rb = reduction_block(p)
+    blocks = p.in_per_group // rb
+    if blocks <= stream_chunk(blocks, p.taps * rb):
         return False
     wait = machine.cold_weight_seconds(4 * p.out_channels * p.in_per_group * p.taps)
     return wait >= STREAM_WORTH * p.flops / machine.peak
@@ -103,12 +105,18 @@ STREAM_WORTH = 0.1
 
 def tile_config(p: ConvProblem, machine: Machine) -> TileConfig:
     """The best-scoring register tile, the channel tiles outermost when the input is smaller
-    than the weight (it is then re-read from cache once per channel tile), streaming the
-    weight where that pays."""
+    than the weight (it is then re-read from cache once per channel tile)."""
     in_bytes = 4 * p.in_channels * math.prod(p.in_size)
     w_bytes = 4 * p.out_channels * p.in_per_group * p.taps
-    best = next(c for c in _ranked(p, machine) if c.oc_outer == (in_bytes <= w_bytes))
-    return replace(best, stream_weights=best.oc_outer and streams_pay(p, machine))
+    return next(c for c in _ranked(p, machine) if c.oc_outer == (in_bytes <= w_bytes))
+
+
+def streamed_config(p: ConvProblem, machine: Machine) -> TileConfig | None:
+    """The best-scoring register tile with ``stream_weights``; None where streaming does not pay."""
+    if not streams_pay(p, machine):
+        return None
+    return max((replace(c, stream_weights=True) for c in _ranked(p, machine) if c.oc_outer),
+               key=lambda c: score(p, c, machine), default=None)
 
 
 def _ranked(p: ConvProblem, machine: Machine) -> list[TileConfig]:
@@ -265,9 +273,11 @@ def fma_issue(reg_n: int, oc_tile: int, vec_block: int, machine: Machine) -> flo
 
 def balance(p: ConvProblem, cfg: TileConfig, machine: Machine) -> float:
     """Work per core over the slowest core's: the parallel loop has one chunk per register
-    tile of positions and channel tile; the slowest core runs ceil(chunks / cores)."""
-    row_tiles = -(-p.out_size[-1] // cfg.reg_n)
-    chunks = p.batch * math.prod(p.out_size[:-1]) * row_tiles * p.out_channels // cfg.oc_tile
+    tile of positions and channel tile (per channel tile with ``stream_weights``); the slowest
+    core runs ceil(chunks / cores)."""
+    chunks = p.batch * p.out_channels // cfg.oc_tile
+    if not cfg.stream_weights:  # a streamed channel tile runs all its positions in one chunk
+        chunks *= math.prod(p.out_size[:-1]) * -(-p.out_size[-1] // cfg.reg_n)
     return chunks / (-(-chunks // machine.cores) * machine.cores)
 
 
@@ -289,10 +299,13 @@ class TiledKernel(Kernel):
         return tiled_decline(p)
 
     def _default_config(self, p: ConvProblem, machine: Machine) -> TileConfig:
-        return tile_config(p, machine)
+        """``tile_config``, or ``streamed_config`` where the estimate says it is faster."""
+        options = [tile_config(p, machine), streamed_config(p, machine)]
+        return min((c for c in options if c is not None), key=lambda c: self.estimate(p, c, machine))
 
     def _space(self, p: ConvProblem, machine: Machine) -> list[TileConfig]:
-        return tile_space(p, machine)
+        default = self._default_config(p, machine)
+        return [default] + [c for c in tile_space(p, machine) if c != default]
 
     def build(self, p: ConvProblem, config: TileConfig) -> KernelBuild:
         return build_tiled(p, config)

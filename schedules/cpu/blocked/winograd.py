@@ -232,8 +232,8 @@ def _utilisation(p: ConvProblem, c: WinogradConfig, machine: Machine) -> float:
     th, _, tiles = tile_grid(p, c.m, c.rows)
     if c.rows:
         chunks = p.batch * th // c.rows
-    else:
-        chunks = _alpha(p, c.m) ** 2 * -(-tiles // c.reg_n) * (p.out_channels // c.oc_tile)
+    else:  # a streamed GEMM runs all its tiles in one chunk
+        chunks = _alpha(p, c.m) ** 2 * (p.out_channels // c.oc_tile) * (1 if c.stream_weights else -(-tiles // c.reg_n))
     balance = chunks / (-(-chunks // machine.cores) * machine.cores)
     reload = 1.0
     if c.stream_weights:  # the accumulators of every tile are reloaded per chunk of channels
