@@ -27,12 +27,12 @@ class TileConfig:
     accumulator block ``vec_block``) and output positions along the last axis; whether
     the channel tiles are the outer parallel loop (else the positions are).
 
-    ``stream_weights`` (channel tiles outer only): the input-channel blocks run outside the
-    positions, so each block of weights is read once, for every position of its channel
-    tile, in one sequential pass the hardware prefetcher runs ahead of; the accumulators of
-    all positions of the tile stay in a local buffer between blocks. Made for small maps
-    with large weights, where the plain order waits for each cold weight line (see
-    ``Machine.cold_weight_bandwidth``)."""
+    ``stream_weights`` (channel tiles outer only): chunks of input-channel blocks run outside
+    the positions, so each chunk of weights is used for every position of its channel tile
+    while the next chunk is prefetched (``prefetch``); the accumulators of all positions of
+    the tile stay in a local buffer between chunks, and a channel tile is one parallel chunk.
+    Made for small maps with large weights, where the plain order waits for each cold weight
+    line (see ``Machine.cold_weight_bandwidth``)."""
 
     vec_block: int
     oc_tile: int

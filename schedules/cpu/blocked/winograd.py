@@ -233,7 +233,8 @@ def _utilisation(p: ConvProblem, c: WinogradConfig, machine: Machine) -> float:
     if c.rows:
         chunks = p.batch * th // c.rows
     else:  # a streamed GEMM runs all its tiles in one chunk
-        chunks = _alpha(p, c.m) ** 2 * (p.out_channels // c.oc_tile) * (1 if c.stream_weights else -(-tiles // c.reg_n))
+        tile_chunks = 1 if c.stream_weights else -(-tiles // c.reg_n)
+        chunks = _alpha(p, c.m) ** 2 * (p.out_channels // c.oc_tile) * tile_chunks
     balance = chunks / (-(-chunks // machine.cores) * machine.cores)
     reload = 1.0
     if c.stream_weights:  # the accumulators of every tile are reloaded per chunk of channels
