@@ -92,6 +92,8 @@ def test_default_streams_only_where_the_weight_wait_counts():
     assert direct.default_config(BIG_WEIGHT, AVX512).stream_weights
     assert not direct.default_config(BIG_MAP, AVX512).stream_weights
     assert not any(c.stream_weights for c in direct.space(BIG_MAP, AVX512))
+    small = problem(128, 64, (256,), 2, pb=1, pe=0, ib=B, ob=B)  # 64 KB of weight: ~3 us to wait
+    assert not tiled.streams_pay(small, AVX512)
     streamed = [c for c in direct.space(BIG_WEIGHT, AVX512) if c.stream_weights]
     assert streamed and all(c.oc_outer for c in streamed)
 

@@ -94,13 +94,22 @@ def streams_pay(p: ConvProblem, machine: Machine) -> bool:
     blocks = p.in_per_group // rb
     if blocks <= stream_chunk(blocks, p.taps * rb):
         return False
-    wait = machine.cold_weight_seconds(4 * p.out_channels * p.in_per_group * p.taps)
-    return wait >= STREAM_WORTH * p.flops / machine.peak
+    return worth_streaming(machine.cold_weight_seconds(4 * p.out_channels * p.in_per_group * p.taps),
+                           p.flops / machine.peak)
+
+
+def worth_streaming(wait: float, arithmetic: float) -> bool:
+    """Whether a cold weight wait of ``wait`` seconds is worth hiding behind ``arithmetic``
+    seconds (at peak): at least ``STREAM_WORTH`` of it, and at least ``STREAM_MIN_WAIT``."""
+    return wait >= max(STREAM_WORTH * arithmetic, STREAM_MIN_WAIT)
 
 
 # Below this ratio of weight wait to arithmetic the plain order wins (64 channels at 56x56: the
 # accumulators of every position reloaded per block, 4% slower hot, nothing to hide).
 STREAM_WORTH = 0.1
+# Nor does it pay on a small weight: a 1-D phase conv (128->64, 2 taps, 256 positions, 64 KB,
+# ~3 us of wait) ran 0.051 ms cold at 2 threads in the plain order, 0.069 ms streamed.
+STREAM_MIN_WAIT = 10e-6
 
 
 def tile_config(p: ConvProblem, machine: Machine) -> TileConfig:

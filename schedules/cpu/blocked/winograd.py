@@ -254,7 +254,7 @@ def _streams_pay(p: ConvProblem, m: int, machine: Machine) -> bool:
     weight = 4 * alpha * alpha * p.in_channels * p.out_channels
     gemm = 2 * alpha * alpha * tile_grid(p, m)[2] * p.in_channels * p.out_channels
     return (p.in_channels // p.in_block > _chunk(p)
-            and machine.cold_weight_seconds(weight) >= tiled.STREAM_WORTH * gemm / machine.peak)
+            and tiled.worth_streaming(machine.cold_weight_seconds(weight), gemm / machine.peak))
 
 
 def _packer(config: WinogradConfig):
