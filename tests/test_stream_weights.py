@@ -1,5 +1,5 @@
-"""The register-tiled conv with ``stream_weights``: the input-channel blocks outside the
-positions and the next block of weights prefetched (``schedules/cpu/blocked/prefetch.py``)."""
+"""The tiled and Winograd convs with ``stream_weights``: chunks of input-channel blocks outside
+the positions, the next chunk's weight prefetched (``schedules/cpu/blocked/prefetch.py``)."""
 from __future__ import annotations
 
 import dataclasses
