@@ -63,6 +63,11 @@ def prefetch_weights(func: tirx.PrimFunc, weight: tirx.Buffer, spread: Sequence[
     return func.with_body(body)
 
 
+def weight_read_by(sch, block) -> tirx.Buffer:
+    """The buffer named ``weight`` that ``block`` (of the schedule ``sch``) reads."""
+    return next(region.source for region in sch.get(block).reads if region.source.name == "weight")
+
+
 def _advance(buffer: tirx.Buffer, start: Sequence, offset) -> list:
     """Indices of ``buffer`` ``offset`` elements (row-major) after the index ``start``, at most
     its last element."""

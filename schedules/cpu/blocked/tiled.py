@@ -216,7 +216,7 @@ def _prefetch_next_block(sch, func, block, fused, positions, inner, r_o, chunk: 
     of input-channel blocks, it prefetches the weights of the next chunk (``prefetch``), spread
     over the positions and as many of the ``inner`` loops as bring the bursts to
     ``prefetch.BURST_LINES``."""
-    weight = next(r.source for r in sch.get(block).reads if r.source.name == "weight")
+    weight = prefetch.weight_read_by(sch, block)
     tiles = p.out_channels // cfg.oc_tile
     ob_o = tirx.floormod(sch.get(fused).loop_var, tiles)
     start = [ob_o, sch.get(r_o).loop_var * chunk] + [0] * (len(weight.shape) - 2)
@@ -265,9 +265,14 @@ def utilisation(p: ConvProblem, cfg: TileConfig, machine: Machine) -> float:
     reload = 1.0
     if cfg.stream_weights:  # the tile's accumulators are reloaded for every chunk of weights
         rb = reduction_block(p)
-        steps = stream_chunk(p.in_per_group // rb, p.taps * rb) * p.taps * rb
-        reload = steps / (steps + STREAM_RELOAD_STEPS)
+        reload = reload_factor(stream_chunk(p.in_per_group // rb, p.taps * rb) * p.taps * rb)
     return fma_issue(cfg.reg_n, cfg.oc_tile, cfg.vec_block, machine) * tail * balance(p, cfg, machine) * reload
+
+
+def reload_factor(steps: int) -> float:
+    """The share of a streamed tile's time spent on FMAs when its accumulators are reloaded
+    every ``steps`` reduction steps (see ``STREAM_RELOAD_STEPS``)."""
+    return steps / (steps + STREAM_RELOAD_STEPS)
 
 
 def fma_issue(reg_n: int, oc_tile: int, vec_block: int, machine: Machine) -> float:

@@ -238,8 +238,7 @@ def _utilisation(p: ConvProblem, c: WinogradConfig, machine: Machine) -> float:
     balance = chunks / (-(-chunks // machine.cores) * machine.cores)
     reload = 1.0
     if c.stream_weights:  # the accumulators of every tile are reloaded per chunk of channels
-        steps = _chunk(p) * p.in_block
-        reload = steps / (steps + tiled.STREAM_RELOAD_STEPS)
+        reload = tiled.reload_factor(_chunk(p) * p.in_block)
     return tiled.fma_issue(c.reg_n, c.oc_tile, c.vec_block, machine) * balance * reload
 
 
@@ -406,7 +405,7 @@ def _schedule_gemm(sch: s_tir.Schedule, p: ConvProblem, cfg: WinogradConfig, par
         return None
 
     def add_prefetch(func: tirx.PrimFunc) -> tirx.PrimFunc:
-        weight = next(r.source for r in sch.get(block).reads if r.source.name == "weight")
+        weight = prefetch.weight_read_by(sch, block)
         # the fused loop runs over (e1, e2, kb_o) in the weight's own order: block f of C x T floats
         f = sch.get(outer).loop_var
         floats = _chunk(p) * p.in_block * cfg.oc_tile
