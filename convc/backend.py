@@ -4,7 +4,8 @@ A ``Backend`` gives lowering (``convc.lower``), schedule selection
 (``convc.passes.select_schedule``), inspection and tuning (``convc.tune``) what is
 target-specific: the conv kernel candidates with their selector and names, the machine
 model their estimates assume, the scheduler of every other PrimFunc, the channel block of
-the activation layout, the runtime device, and the checks run on the built code.
+the activation layout, the runtime device, the checks run on the built code, and the
+kernel that fuses an expansion with its depthwise conv (``convc.lower.fusion``).
 
     backend = backend_of(target)        # "llvm": convc.schedules.cpu(.blocked)
     kernel, config, verdicts = backend.choose(problem, backend.machine(target))
@@ -53,6 +54,8 @@ class Backend:
     pack_operand: OperandPacker                  # a constant epilogue operand as the kernels read it
     device_code: Callable[[Any, tvm.target.Target], "DeviceCode | None"]  # checks the built module
     relax_pipeline: Callable[[tvm.target.Target], Any] | None  # tvm.compile's (None: TVM's default)
+    pair_kernel: Any = None                      # one kernel for an expansion and its depthwise conv
+                                                 # (convc.lower.fusion), or None
 
     @property
     def choices(self) -> tuple[str, ...]:
@@ -67,12 +70,13 @@ def _no_device_code(module, target) -> None:
 def _cpu() -> Backend:
     from convc.schedules import cpu
     from convc.schedules.cpu import blocked
+    from convc.schedules.cpu.blocked.expand_depthwise import EXPAND_DEPTHWISE
     from convc.schedules.cpu.blocked.machine import Machine
     from convc.target import channel_block
     return Backend(kind="llvm", device="cpu", candidates=blocked.CANDIDATES, by_name=blocked.by_name,
                    choose=blocked.choose, machine=_cached(Machine.from_target), schedule=cpu.schedule,
                    channel_block=channel_block, pack_operand=blocked.pack_operand,
-                   device_code=_no_device_code, relax_pipeline=None)
+                   device_code=_no_device_code, relax_pipeline=None, pair_kernel=EXPAND_DEPTHWISE)
 
 
 def _cuda() -> Backend:

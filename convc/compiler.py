@@ -12,7 +12,9 @@ from convc.frontends.onnx import import_model
 from convc.ir import Graph, verify
 from convc.ir.types import FLOAT_DTYPES
 from convc.lower import build
+from convc.lower.fusion import FUSION
 from convc.passes import run_pipeline
+from convc.passes.pipeline import OPTIONAL
 from convc.passes.select_schedule import Decision, ScheduleRequest, select_schedules
 from convc.runtime import CompiledModel
 from convc.target import resolve_target
@@ -78,10 +80,14 @@ def _plan(model, target, input_shapes, schedule, dump_ir, disable_passes, tuning
     backend = backend_of(tvm_target)
     request = ScheduleRequest.parse(schedule, backend.choices)
     check_dtype(dtype)  # before the import: a typo costs nothing
-    graph = convert_dtype(lower_to_ir(model, input_shapes, dump_ir, disable_passes), dtype, dump_ir)
+    unknown = set(disable_passes) - OPTIONAL - {FUSION}
+    if unknown:
+        raise ConvcError(f"cannot disable {sorted(unknown)}; optional steps: {sorted(OPTIONAL | {FUSION})}")
+    passes = set(disable_passes) - {FUSION}
+    graph = convert_dtype(lower_to_ir(model, input_shapes, dump_ir, passes), dtype, dump_ir)
     tuned = load_tuned(os.fspath(tuning_db), graph, tvm_target).choices if tuning_db is not None else None
     graph, decisions = select_schedules(graph, backend.channel_block(tvm_target), request, tuned,
-                                        backend, backend.machine(tvm_target))
+                                        backend, backend.machine(tvm_target), fuse=FUSION not in disable_passes)
     if dump_ir is not None:
         dump_ir("select_schedule", graph)
     return graph, decisions, tuned
@@ -100,7 +106,8 @@ def compile(model: ModelLike, target: str = "llvm",
     ``dump_ir(pass_name, graph)`` is called after the import and after every pass.
     ``schedule`` overrides the cost model's kernel choice: "im2col", "direct", ... for
     every conv, or "conv1=direct,conv2=im2col" per layer (see ``select_schedule``).
-    ``disable_passes`` skips optional rewrites (e.g. {"subpixel"}: zero-insertion deconvs).
+    ``disable_passes`` skips optional rewrites (e.g. {"subpixel"}: zero-insertion deconvs;
+    {"fuse_expand_depthwise"}: every expansion and depthwise conv in kernels of their own).
     ``tuning_db`` is a directory written by ``convc tune``: each conv uses the best record
     of its task (warnings name the tasks without one and the records ignored as measured
     for another target or by incompatible versions).

@@ -25,6 +25,7 @@ from convc.errors import CodegenError, ConvcError
 from convc.ir import Graph, Node, Op, Value
 from convc.ir.ops.conv import split_conv_inputs
 from convc.layout import PLAIN, conv_layouts, input_layouts, plan_layouts
+from convc.lower.fusion import Fusion, marked_fusions
 from convc.lower.layout import logical_view, store_blocked, stored_placeholder
 from convc.lower.registry import Tables, lowering_of
 from convc.runtime import SIGNATURE_FUNCTION, Signature
@@ -64,6 +65,8 @@ class ModuleBuilder:
         self.tuned = tuned or {}
         self.block = block
         self.layouts = plan_layouts(graph, block)
+        self.fusions = marked_fusions(graph, self.layouts, block)
+        self.fused_away = {f.expand.name for f in self.fusions.values()}  # computed in their pair's kernel
         self.bb = relax.BlockBuilder()
         self.env: dict[tuple[Value, int], relax.Expr] = {}  # (value, layout) -> expression
         self.kernels: dict[Any, _Kernel] = {}
@@ -134,6 +137,11 @@ class ModuleBuilder:
             result = self.bb.emit(relax.op.reshape(self.value(node.inputs[0]), node.output.shape))
             self.env[(node.output, PLAIN)] = result
             return
+        if node.name in self.fused_away:
+            return
+        if node.name in self.fusions:
+            self._emit_fusion(self.fusions[node.name], out_block)
+            return
         if node.op is Op.CONV and self._emit_conv_kernel(node, out_block):
             return
         blocks = input_layouts(self.graph, node, self.layouts)
@@ -176,6 +184,31 @@ class ModuleBuilder:
         call = relax.call_tir(self.kernels[key].gvar, args, _relax_type(node.output, out_block))
         self.env[(node.output, out_block)] = self.bb.emit(call)
         return True
+
+    def _emit_fusion(self, fusion: Fusion, out_block: int) -> None:
+        """One kernel for an expansion and its depthwise conv (``convc.lower.fusion``)."""
+        kernel = self.backend.pair_kernel
+        if kernel is None:
+            raise CodegenError(f"nodes {fusion.expand.name!r} and {fusion.depthwise.name!r} are marked "
+                               f"expand_depthwise, which the {self.backend.kind} backend does not have")
+        config = kernel.default_config(fusion.pair, self.machine)
+        key = ("fusion", fusion.pair, config)
+        users = (fusion.expand.name, fusion.depthwise.name)
+        if key not in self.kernels:
+            built = kernel.build(fusion.pair, config)
+            self._add_func(key, built.func, f"conv_{kernel.name}", users[0])
+            self.kernels[key].packer = built.pack
+        else:
+            self.symbols[self.kernels[key].gvar.name_hint].append(users[0])
+        self.symbols[self.kernels[key].gvar.name_hint].append(users[1])
+        weights = []
+        for node in (fusion.expand, fusion.depthwise):
+            (_, w, *bias), _ = split_conv_inputs(node.attrs, node.inputs)
+            weights += [self.graph.constants[w], self.graph.constants[bias[0]] if bias else None]
+        x = fusion.expand.inputs[0]
+        args = [self.value(x, fusion.pair.expand.in_block), *map(constant, self.kernels[key].packer(*weights))]
+        call = relax.call_tir(self.kernels[key].gvar, args, _relax_type(fusion.depthwise.output, out_block))
+        self.env[(fusion.depthwise.output, out_block)] = self.bb.emit(call)
 
     def _operand(self, operand: Value, out: Value, block: int) -> relax.Expr:
         """An epilogue operand in the form the backend's conv kernels read."""

@@ -21,6 +21,7 @@ from convc.errors import ConvcError
 from convc.ir import Graph, Node, Op
 from convc.ir.ops.conv import Algorithm, split_conv_inputs
 from convc.layout import conv_layouts, plan_layouts
+from convc.lower.fusion import candidate_fusions
 from convc.schedules.cpu.blocked import ConvProblem
 
 CHOICES = backend_of_kind("llvm").choices  # the CPU's kernels; a target's are ``backend_of(target).choices``
@@ -69,15 +70,18 @@ def source_name(node: Node) -> str:
 
 def select_schedules(graph: Graph, block: int, request: ScheduleRequest = ScheduleRequest(),
                      tuned: Mapping[ConvProblem, tuple[Any, Any]] | None = None,
-                     backend: Backend | None = None, machine: Any = None) -> tuple[Graph, list[Decision]]:
+                     backend: Backend | None = None, machine: Any = None,
+                     fuse: bool = True) -> tuple[Graph, list[Decision]]:
     """``graph`` with every conv's ``algorithm`` set, and the decisions made.
 
     ``block`` is the channel block of the target's layout; ``backend`` the target's backend
     (default: the CPU's) and ``machine`` its machine model (default: the backend's default).
-    ``tuned`` maps a conv's problem to the (kernel, config) measured best for it."""
+    ``tuned`` maps a conv's problem to the (kernel, config) measured best for it. With
+    ``fuse``, expansions and their depthwise convs that one kernel computes better are
+    marked ``expand_depthwise`` (see ``convc.lower.fusion``)."""
     backend = backend or backend_of_kind("llvm")
     layouts = plan_layouts(graph, block)
-    nodes, decisions = [], []
+    nodes, decisions, requested = [], [], set()
     for node in graph.nodes:
         if node.op is not Op.CONV:
             nodes.append(node)
@@ -94,6 +98,8 @@ def select_schedules(graph: Graph, block: int, request: ScheduleRequest = Schedu
         picked, note = model_pick.name, ""
         if tuned and problem in tuned:
             picked, note = tuned[problem][0].name, "tuned (measured best in the tuning database)"
+        if wanted:
+            requested.add(node.name)
         if wanted and wanted != picked:
             reason = _decline(backend, wanted, problem)
             if reason is None:
@@ -103,7 +109,27 @@ def select_schedules(graph: Graph, block: int, request: ScheduleRequest = Schedu
         decisions.append(Decision(node.name, source_name(node), picked, tuple(verdicts), note))
         nodes.append(dataclasses.replace(node, attrs=dataclasses.replace(node.attrs,
                                                                          algorithm=Algorithm(picked))))
-    return dataclasses.replace(graph, nodes=tuple(nodes), constants=dict(graph.constants)), decisions
+    graph = dataclasses.replace(graph, nodes=tuple(nodes), constants=dict(graph.constants))
+    if fuse:
+        graph = _mark_fusions(graph, layouts, block, backend, machine, requested, decisions)
+    return graph, decisions
+
+
+def _mark_fusions(graph: Graph, layouts, block: int, backend: Backend, machine: Any, requested: set[str],
+                  decisions: list[Decision]) -> Graph:
+    """``graph`` with the pairs to fuse marked (layers the user asked a kernel for excluded);
+    their decisions say so."""
+    pairs = [f for f in candidate_fusions(graph, layouts, block, backend.pair_kernel, machine)
+             if not {f.expand.name, f.depthwise.name} & requested]
+    partner = {**{f.expand.name: f.depthwise.name for f in pairs}, **{f.depthwise.name: f.expand.name for f in pairs}}
+    fused = Algorithm.EXPAND_DEPTHWISE
+    for i, d in enumerate(decisions):
+        if d.node in partner:
+            decisions[i] = dataclasses.replace(d, picked=fused.value, note=f"fused with {partner[d.node]!r} "
+                                               "(one kernel: the expanded tensor stays in cache)")
+    nodes = tuple(dataclasses.replace(n, attrs=dataclasses.replace(n.attrs, algorithm=fused))
+                  if n.name in partner else n for n in graph.nodes)
+    return dataclasses.replace(graph, nodes=nodes, constants=dict(graph.constants))
 
 
 def _decline(backend: Backend, name: str, problem: ConvProblem) -> str | None:

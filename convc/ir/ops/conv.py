@@ -31,6 +31,7 @@ class Algorithm(str, enum.Enum):
     DEPTHWISE = "depthwise"
     NARROW = "narrow"
     GENERIC = "generic"
+    EXPAND_DEPTHWISE = "expand_depthwise"  # CPU: a 1x1 expansion and its depthwise conv in one kernel
     IMPLICIT_GEMM = "implicit_gemm"  # CUDA: the im2col GEMM without a patch matrix
     TENSOR_CORE = "tensorcore"       # CUDA: implicit GEMM on fp16 tensor cores
 

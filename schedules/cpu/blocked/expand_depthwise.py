@@ -1,0 +1,233 @@
+"""``expand_depthwise``: a 1x1 expansion conv and the depthwise conv reading it, in one kernel.
+
+An inverted-residual block (MobileNetV2, EfficientNet) widens its input t-fold with a 1x1
+conv and filters the wide tensor with a depthwise conv. Run as two kernels, the wide tensor
+(e.g. 96 x 112 x 112 floats, 4.8 MB) is written to memory beyond L2 and read back, and that
+traffic, not the arithmetic, is what the two layers cost. Here the parallel loop runs over
+(batch, channel block of the wide tensor, band of output rows); each iteration computes the
+expansion of its channel block over the input rows its band reads (plus the halo of the
+depthwise window: at most ``kernel - stride`` rows computed twice), applies the expansion's
+bias and epilogue and the depthwise padding into a buffer that stays in L2, and runs the
+depthwise conv from there. The wide tensor never leaves the core's cache.
+
+Blocks: ``expand`` (the 1x1 reduction, accumulated in a register tile of ``reg_e`` positions
+x one channel block and copied to the band buffer), ``expanded`` (bias, epilogue and zero
+border), ``acc`` (the depthwise taps, register tile of ``reg_d`` positions) and ``out`` (the
+depthwise bias and epilogue). Arguments: data (``expand.in_block``), expansion weight
+``(Ce/b, Cin, b)``, its bias (if any), depthwise weight ``(Ce/b, *K, b)``, its bias (if any),
+the output (block ``b``).
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from tvm import s_tir, te, tirx
+
+from convc.schedules.cpu.blocked import stages
+from convc.schedules.cpu.blocked.depthwise import DEPTHWISE
+from convc.schedules.cpu.blocked.epilogue import epilogue_stage, unsupported_step
+from convc.schedules.cpu.blocked.kernel import mark_scheduled
+from convc.schedules.cpu.blocked.layout import Channel, load, physical_shape
+from convc.schedules.cpu.blocked.machine import Machine
+from convc.schedules.cpu.blocked.problem import ConvProblem
+from convc.schedules.cpu.blocked.tiled import best_reg_n
+
+
+@dataclass(frozen=True)
+class ExpandDepthwiseConfig:
+    """Output rows per band (the parallel chunk), and the register tiles (positions of the
+    last axis) of the expansion and of the depthwise conv."""
+
+    band_rows: int
+    reg_e: int
+    reg_d: int
+    channel_blocks: int = 1
+
+
+@dataclass(frozen=True)
+class PairBuild:
+    """A scheduled fused PrimFunc, and ``pack(w_expand, b_expand, w_depthwise, b_depthwise)``
+    giving its weight arguments in order (a bias that is None is no argument)."""
+
+    func: tirx.PrimFunc
+    pack: Callable[..., list[np.ndarray]]
+
+
+@dataclass(frozen=True)
+class FusedPair:
+    """The expansion conv ``expand`` and the depthwise conv ``depthwise`` reading its output."""
+
+    expand: ConvProblem
+    depthwise: ConvProblem
+
+    @property
+    def flops(self) -> int:
+        return self.expand.flops + self.depthwise.flops
+
+
+# The wide tensor from which fusing pays: below it the separate kernels find it in L2.
+FUSE_MIN_BYTES = 1 << 20
+# Bands of one row at stride 1 make TVM 0.27's vectorize refuse the expansion's loop (it
+# sees no compact dataflow), so stride-1 bands have at least two rows.
+MIN_BAND_ROWS = 2
+
+
+class ExpandDepthwise:
+    """The fused kernel: when it applies, its knobs, and its build (see the module docstring)."""
+
+    name = "expand_depthwise"
+
+    def decline(self, pair: FusedPair) -> str | None:
+        """None when the pair fuses here, else why not."""
+        e, d = pair.expand, pair.depthwise
+        if e.dtype != "float32" or d.dtype != "float32":
+            return "only float32"
+        if e.ndim != 2 or d.ndim != 2:
+            return "2-D convs only"
+        reason = e.not_pointwise() or (None if e.groups == 1 and e.strides == (1, 1)
+                                       else "the expansion is grouped or strided")
+        if reason:
+            return reason
+        if e.operand_shapes or d.operand_shapes:
+            return "an epilogue with operands (residual adds)"
+        reason = unsupported_step(e.epilogue) or unsupported_step(d.epilogue)
+        if reason:
+            return reason
+        if not e.out_block or e.out_block != d.in_block:
+            return f"needs the wide tensor blocked (blocks {e.out_block}, {d.in_block})"
+        if (d.batch, d.in_channels, d.in_size) != (e.batch, e.out_channels, e.in_size):
+            return "the depthwise conv does not read the expansion's output"
+        if d.out_size[0] < MIN_BAND_ROWS and d.strides[0] == 1:
+            return f"{d.out_size[0]} output row (bands need {MIN_BAND_ROWS} at stride 1)"
+        return DEPTHWISE.decline(d)
+
+    def worth(self, pair: FusedPair, machine: Machine | None = None) -> bool:
+        """Whether fusing pays: the wide tensor would otherwise leave L2 (``FUSE_MIN_BYTES``)."""
+        return 4 * math.prod(pair.expand.out_shape) >= FUSE_MIN_BYTES
+
+    def default_config(self, pair: FusedPair, machine: Machine) -> ExpandDepthwiseConfig:
+        """Channel blocks per tile: the most (up to 3) dividing the wide channels, so each input
+        scalar feeds several vectors; register tiles that fit the registers and divide the
+        rows where they can; bands of output rows dividing the rows, as long as their two
+        buffers fill at most a quarter of L2 or there are too few parallel chunks."""
+        e, d = pair.expand, pair.depthwise
+        b = e.out_block
+        blocks = e.out_channels // b
+        tile = max(t for t in (1, 2, 3) if blocks % t == 0)
+        vectors = tile * -(-b // machine.lanes)
+        reg_e = best_reg_n(e.in_size[1], min(14, (machine.registers - 2 - vectors) // vectors))
+        reg_d = best_reg_n(d.out_size[1], 8)
+        out_rows, stride = d.out_size[0], d.strides[0]
+        row_bytes = 4 * b * tile * (e.in_size[1] + d.pads_begin[1] + d.pads_end[1])
+        chunks = e.batch * blocks // tile
+        least = MIN_BAND_ROWS if stride == 1 else 1
+        bands = [r for r in range(out_rows, least - 1, -1) if out_rows % r == 0] or [out_rows]
+        band = next((r for r in bands if (r * stride + d.kernel[0]) * row_bytes * 2 <= machine.l2_bytes // 4
+                     and chunks * (out_rows // r) >= 4 * machine.cores), bands[-1])
+        return ExpandDepthwiseConfig(band, reg_e, reg_d, tile)
+
+    def build(self, pair: FusedPair, config: ExpandDepthwiseConfig) -> PairBuild:
+        """The scheduled PrimFunc and the packer of its weight arguments."""
+        return PairBuild(_schedule(pair, config), functools.partial(_pack, pair.expand.out_block))
+
+
+def _schedule(pair: FusedPair, cfg: ExpandDepthwiseConfig) -> tirx.PrimFunc:
+    if cfg.band_rows < MIN_BAND_ROWS and pair.depthwise.strides[0] == 1:
+        raise ValueError(f"{cfg}: bands of a stride-1 depthwise conv need {MIN_BAND_ROWS} rows")
+    e, d = pair.expand, pair.depthwise
+    b, bi = e.out_block, e.in_block
+    data = te.placeholder(physical_shape(e.in_shape, bi), "float32", name="data")
+    w_e = te.placeholder((e.out_channels // b, e.in_channels, b), "float32", name="w_expand")
+    b_e = te.placeholder((e.out_channels,), "float32", name="b_expand") if e.has_bias else None
+    w_d = te.placeholder((d.out_channels // b, *d.kernel, b), "float32", name="w_depthwise")
+    b_d = te.placeholder((d.out_channels,), "float32", name="b_depthwise") if d.has_bias else None
+
+    reduce = [te.reduce_axis((0, e.in_channels // bi), "rco"), te.reduce_axis((0, bi), "rci")] if bi else \
+        [te.reduce_axis((0, e.in_channels), "rc")]
+    channel = Channel(*reduce, bi) if bi else Channel(reduce[0])
+    wide = (e.batch, e.out_channels // b, *e.in_size, b)
+    expand = te.compute(wide, lambda n, cb, y, x, c: te.sum(
+        load(data, bi, n, channel, (y, x)) * w_e[cb, channel.logical, c], axis=reduce), name="expand")
+    padded = (e.batch, e.out_channels // b, *(s + pb + pe for s, pb, pe in zip(e.in_size, d.pads_begin, d.pads_end)), b)
+    act = epilogue_stage(wide, b, lambda n, ch, sp: load(expand, b, n, ch, sp), b_e, (), e.epilogue, "float32",
+                         name="activated")
+    pt, pl = d.pads_begin
+
+    def border(n, cb, y, x, c):
+        inside = tirx.all(y >= pt, y < pt + e.in_size[0], x >= pl, x < pl + e.in_size[1])
+        return tirx.if_then_else(inside, act[n, cb, y - pt, x - pl, c], tirx.const(0.0, "float32"))
+    expanded = te.compute(padded, border, name="expanded")
+
+    ks = [te.reduce_axis((0, k), f"k{i}") for i, k in enumerate(d.kernel)]
+
+    def taps(n, cb, oy, ox, c):
+        y, x = stages.window(d, (oy, ox), ks)
+        return te.sum(expanded[n, cb, y, x, c] * w_d[cb, ks[0], ks[1], c], axis=ks)
+    acc = te.compute((d.batch, d.out_channels // b, *d.out_size, b), taps, name="acc")
+    out = epilogue_stage(physical_shape(d.out_shape, b), b, stages.acc_reader(acc, b), b_d, (), d.epilogue,
+                         "float32")
+    args = [data, w_e, *([b_e] if b_e is not None else []), w_d, *([b_d] if b_d is not None else []), out]
+    sch = s_tir.Schedule(te.create_prim_func(args))
+
+    # the depthwise conv: bands of rows parallel, a register tile of reg_d positions
+    block = sch.get_sblock("acc")
+    n, cb, oy, ox, c, ky, kx = sch.get_loops(block)
+    cb_o, cb_i = sch.split(cb, [None, cfg.channel_blocks])
+    band, row = sch.split(oy, [None, cfg.band_rows])
+    ox_o, ox_i = sch.split(ox, [None, cfg.reg_d])
+    sch.reorder(n, cb_o, band, cb_i, row, ox_o, ky, kx, ox_i, c)
+    fused = sch.fuse(n, cb_o, band)
+    sch.parallel(fused)
+    sch.set_scope(block, 0, "local")
+    sch.reverse_compute_at(sch.get_sblock("out"), ox_o)
+    for loop in (ky, kx, ox_i):
+        sch.unroll(loop)
+    sch.vectorize(c)
+    sch.decompose_reduction(block, ky)
+    sch.vectorize(sch.get_loops(sch.get_sblock("out"))[-1])
+
+    # the band's expanded rows: bias, epilogue and zero border, then the 1x1 conv they read
+    sch.compute_inline(sch.get_sblock("activated"))
+    sch.compute_at(sch.get_sblock("expanded"), fused)
+    sch.vectorize(sch.get_loops(sch.get_sblock("expanded"))[-1])
+    block = sch.get_sblock("expand")
+    sch.compute_at(block, fused)
+    loops = sch.get_loops(block)
+    inner = loops[[sch.get(loop) for loop in loops].index(sch.get(fused)) + 1:]  # below the band loop
+    reduce = 2 if bi and e.in_channels > bi else 1  # a loop of extent 1 is gone
+    *rows, x, c = inner[:-reduce]
+    cbs = [rows.pop(0)] if cfg.channel_blocks > 1 else []
+    x_o, x_i = sch.split(x, [None, cfg.reg_e])
+    sch.reorder(*rows, x_o, *inner[-reduce:], x_i, *cbs, c)
+    store = sch.cache_write(block, 0, "local")  # the register tile, stored to the band buffer
+    sch.reverse_compute_at(store, x_o)
+    for loop in (x_i, *cbs):
+        sch.unroll(loop)
+    sch.vectorize(c)
+    sch.decompose_reduction(block, inner[-reduce])
+    sch.vectorize(sch.get_loops(store)[-1])
+    return mark_scheduled(sch.mod["main"])
+
+
+def pack_expand(w: np.ndarray, block: int) -> np.ndarray:
+    """ONNX ``(Ce, Cin, 1, 1)`` to ``(Ce/b, Cin, b)``."""
+    ce, cin = w.shape[:2]
+    return np.ascontiguousarray(w.reshape(ce // block, block, cin).transpose(0, 2, 1))
+
+
+def pack_depthwise(w: np.ndarray, block: int) -> np.ndarray:
+    """ONNX ``(Ce, 1, *K)`` to ``(Ce/b, *K, b)``."""
+    ce, _, *kernel = w.shape
+    return np.ascontiguousarray(np.moveaxis(w.reshape(ce // block, block, *kernel), 1, -1))
+
+
+def _pack(block: int, w_expand, b_expand, w_depthwise, b_depthwise) -> list[np.ndarray]:
+    arrays = (pack_expand(w_expand, block), b_expand, pack_depthwise(w_depthwise, block), b_depthwise)
+    return [a for a in arrays if a is not None]
+
+
+EXPAND_DEPTHWISE = ExpandDepthwise()
