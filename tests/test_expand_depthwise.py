@@ -47,7 +47,7 @@ def run_pair(p: FusedPair, config: ExpandDepthwiseConfig, seed: int = 0) -> None
     assert build.func.attrs["tirx.is_scheduled"]
     lib = tvm.compile(tvm.IRModule({"main": build.func}), target=TARGET)
     out = tvm.runtime.tensor(np.full((d.batch, d.out_channels // B, *d.out_size, B), np.nan, np.float32))
-    args = [pack(x, e.in_block), *build.pack(w_e, b_e, w_d, b_d)]
+    args = [pack(x, e.in_block), *build.pack_weight(w_e, b_e, w_d, b_d)]
     lib["main"](*[tvm.runtime.tensor(a) for a in args], out)
     ref = conv_reference(d.attrs, conv_reference(e.attrs, x, w_e, b_e), w_d, b_d)
     scale = np.sqrt(e.in_channels * d.taps)

@@ -3,9 +3,11 @@
 The graph keeps both convs (every pass, the reference interpreter and the tuner see two
 layers). ``select_schedule`` marks a pair (both convs' ``algorithm`` becomes
 ``expand_depthwise``) when the target's backend has a pair kernel (``Backend.pair_kernel``:
-the CPU's) that computes it and judges it worth it, the two convs were picked exactly the
-kernels it replaces (``REPLACED``) and the user asked for no kernel for either; the
-lowering emits one kernel for each marked pair. ``compile(disable_passes={FUSION})``
+the CPU's) that computes it and judges it worth it, and the user asked for no kernel for
+either layer, whatever the cost model or the tuning database picked for them one by one
+(a layer timed alone has its input and output in cache; what the fusion saves is the trip
+of the wide tensor through memory in the network); the lowering emits one kernel for each
+marked pair. ``compile(disable_passes={FUSION})``
 (``--disable-pass fuse_expand_depthwise``) keeps every pair apart.
 """
 from __future__ import annotations
@@ -20,7 +22,6 @@ from convc.schedules.cpu.blocked import ConvProblem
 from convc.schedules.cpu.blocked.expand_depthwise import FusedPair
 
 FUSION = "fuse_expand_depthwise"  # the name ``disable_passes`` turns the fusion off by
-REPLACED = ("1x1", "depthwise")   # the kernels a pair kernel replaces: (expansion, depthwise)
 
 
 @dataclass(frozen=True)
@@ -37,16 +38,16 @@ def _constant_weights(graph: Graph, node: Node) -> bool:
     return all(graph.is_constant(v) for v in (w, *bias))
 
 
-def _pairs(graph: Graph, layouts: Layouts, block: int, algorithms: tuple[str, str]):
+def _pairs(graph: Graph, layouts: Layouts, block: int, algorithms: tuple[str, str] | None = None):
     """(expansion, depthwise, problems) for every conv reading, alone, a conv's output that
-    is no graph output, both with constant weights and the given ``algorithms``."""
+    is no graph output, both with constant weights (and the given ``algorithms``, if any)."""
     producers, consumers = graph.producers(), graph.consumers()
     outputs = set(graph.outputs)
     for node in graph.nodes:
         expand = producers.get(node.inputs[0]) if node.op is Op.CONV else None
         if (expand is None or expand.op is not Op.CONV or expand.output in outputs
                 or len(consumers.get(expand.output, [])) != 1
-                or (expand.attrs.algorithm.value, node.attrs.algorithm.value) != algorithms
+                or algorithms not in (None, (expand.attrs.algorithm.value, node.attrs.algorithm.value))
                 or not _constant_weights(graph, expand) or not _constant_weights(graph, node)):
             continue
         yield Fusion(expand, node, FusedPair(ConvProblem.from_node(expand, *conv_layouts(expand, layouts, block)),
@@ -54,11 +55,10 @@ def _pairs(graph: Graph, layouts: Layouts, block: int, algorithms: tuple[str, st
 
 
 def candidate_fusions(graph: Graph, layouts: Layouts, block: int, pair_kernel: Any, machine: Any) -> list[Fusion]:
-    """The pairs ``pair_kernel`` (None: no fusion) computes and judges worth fusing on
-    ``machine``, among convs picked the kernels it replaces."""
+    """The pairs ``pair_kernel`` (None: no fusion) computes and judges worth fusing on ``machine``."""
     if pair_kernel is None:
         return []
-    return [f for f in _pairs(graph, layouts, block, REPLACED)
+    return [f for f in _pairs(graph, layouts, block)
             if pair_kernel.decline(f.pair) is None and pair_kernel.worth(f.pair, machine)]
 
 

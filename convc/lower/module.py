@@ -168,22 +168,27 @@ class ModuleBuilder:
         if kernel is None:
             return False
         key = ("conv", problem, kernel.name, config)
-        if key not in self.kernels:
-            built = kernel.build(problem, config)
-            self._add_func(key, built.func, f"conv_{kernel.name}", node.name)
-            self.kernels[key].packer = built.pack_weight
-        else:
-            self.symbols[self.kernels[key].gvar.name_hint].append(node.name)
-        packed_w, packed_b = self.kernels[key].packer(self.graph.constants[w],
-                                                      self.graph.constants[bias[0]] if bias else None)
+        built = self._conv_kernel(key, lambda: kernel.build(problem, config), f"conv_{kernel.name}", [node.name])
+        packed_w, packed_b = built.packer(self.graph.constants[w], self.graph.constants[bias[0]] if bias else None)
         args = [self.value(x, in_block), constant(packed_w)]
         if bias:
             args.append(constant(packed_b))
         for operand in operands:
             args.append(self._operand(operand, node.output, out_block))
-        call = relax.call_tir(self.kernels[key].gvar, args, _relax_type(node.output, out_block))
+        call = relax.call_tir(built.gvar, args, _relax_type(node.output, out_block))
         self.env[(node.output, out_block)] = self.bb.emit(call)
         return True
+
+    def _conv_kernel(self, key: Any, build, name: str, users: list[str]) -> _Kernel:
+        """The conv kernel of ``key``: built (``build()``: a ``func`` and its ``pack_weight``)
+        and added on first use; ``users`` are recorded as its nodes."""
+        if key not in self.kernels:
+            built = build()
+            self._add_func(key, built.func, name, users[0])
+            self.kernels[key].packer = built.pack_weight
+            users = users[1:]
+        self.symbols[self.kernels[key].gvar.name_hint].extend(users)
+        return self.kernels[key]
 
     def _emit_fusion(self, fusion: Fusion, out_block: int) -> None:
         """One kernel for an expansion and its depthwise conv (``convc.lower.fusion``)."""
@@ -192,22 +197,15 @@ class ModuleBuilder:
             raise CodegenError(f"nodes {fusion.expand.name!r} and {fusion.depthwise.name!r} are marked "
                                f"expand_depthwise, which the {self.backend.kind} backend does not have")
         config = kernel.default_config(fusion.pair, self.machine)
-        key = ("fusion", fusion.pair, config)
-        users = (fusion.expand.name, fusion.depthwise.name)
-        if key not in self.kernels:
-            built = kernel.build(fusion.pair, config)
-            self._add_func(key, built.func, f"conv_{kernel.name}", users[0])
-            self.kernels[key].packer = built.pack
-        else:
-            self.symbols[self.kernels[key].gvar.name_hint].append(users[0])
-        self.symbols[self.kernels[key].gvar.name_hint].append(users[1])
+        built = self._conv_kernel(("fusion", fusion.pair, config), lambda: kernel.build(fusion.pair, config),
+                                  f"conv_{kernel.name}", [fusion.expand.name, fusion.depthwise.name])
         weights = []
         for node in (fusion.expand, fusion.depthwise):
             (_, w, *bias), _ = split_conv_inputs(node.attrs, node.inputs)
             weights += [self.graph.constants[w], self.graph.constants[bias[0]] if bias else None]
         x = fusion.expand.inputs[0]
-        args = [self.value(x, fusion.pair.expand.in_block), *map(constant, self.kernels[key].packer(*weights))]
-        call = relax.call_tir(self.kernels[key].gvar, args, _relax_type(fusion.depthwise.output, out_block))
+        args = [self.value(x, fusion.pair.expand.in_block), *map(constant, built.packer(*weights))]
+        call = relax.call_tir(built.gvar, args, _relax_type(fusion.depthwise.output, out_block))
         self.env[(fusion.depthwise.output, out_block)] = self.bb.emit(call)
 
     def _operand(self, operand: Value, out: Value, block: int) -> relax.Expr:

@@ -50,11 +50,11 @@ class ExpandDepthwiseConfig:
 
 @dataclass(frozen=True)
 class PairBuild:
-    """A scheduled fused PrimFunc, and ``pack(w_expand, b_expand, w_depthwise, b_depthwise)``
-    giving its weight arguments in order (a bias that is None is no argument)."""
+    """A scheduled fused PrimFunc, and ``pack_weight(w_expand, b_expand, w_depthwise,
+    b_depthwise)`` giving its weight arguments in order (a bias that is None is no argument)."""
 
     func: tirx.PrimFunc
-    pack: Callable[..., list[np.ndarray]]
+    pack_weight: Callable[..., list[np.ndarray]]
 
 
 @dataclass(frozen=True)
