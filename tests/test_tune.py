@@ -46,7 +46,7 @@ def model_path(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tuned_db(model_path, tmp_path_factory):
     db = tmp_path_factory.mktemp("db") / "db"
-    report = tune(model_path, str(db), trials=9, timing=FAST, progress=quiet())
+    report = tune(model_path, str(db), trials=9, timing=FAST, progress=quiet(), confirm=False)
     return str(db), report
 
 
@@ -100,8 +100,8 @@ def test_rerun_resumes_instead_of_starting_over(tuned_db, model_path, tmp_path):
     db = tmp_path / "db"
     db.mkdir()
     (db / RECORDS).write_text("\n".join(lines(tuned_db[0])) + "\n")
-    assert tune(model_path, str(db), trials=9, timing=FAST, progress=quiet()).trials_run == 0
-    report = tune(model_path, str(db), trials=12, timing=FAST, progress=quiet())
+    assert tune(model_path, str(db), trials=9, timing=FAST, progress=quiet(), confirm=False).trials_run == 0
+    report = tune(model_path, str(db), trials=12, timing=FAST, progress=quiet(), confirm=False)
     assert report.trials_run == 3
     records = Database(db).records()
     keys = [(r.task, r.trial_key) for r in records]
@@ -215,7 +215,7 @@ def test_a_killed_run_leaves_a_readable_db_and_resumes(model_path, tmp_path):
         warnings.simplefilter("ignore")  # a torn last line is allowed
         before = Database(db).records()
     assert len(before) >= 4
-    report = tune(model_path, str(db), trials=len(before) + 2, timing=FAST, progress=quiet())
+    report = tune(model_path, str(db), trials=len(before) + 2, timing=FAST, progress=quiet(), confirm=False)
     assert report.trials_run == 2
     after = Database(db).records()
     assert len({(r.task, r.trial_key) for r in after}) == len(after) == len(before) + 2
@@ -234,9 +234,9 @@ def test_timing_modes_never_mix(model_path, tmp_path):
     """A cold tune does not resume from warm records, and compiling prefers cold records even
     when a warm one claims to be faster."""
     db = str(tmp_path / "db")
-    warm = tune(model_path, db, trials=8, timing=dataclasses.replace(FAST, cold=False), progress=quiet())
+    warm = tune(model_path, db, trials=8, timing=dataclasses.replace(FAST, cold=False), progress=quiet(), confirm=False)
     assert {r.timing for r in Database(db).records()} == {"warm"} and warm.trials_run == 8
-    cold = tune(model_path, db, trials=8, timing=FAST, progress=quiet())
+    cold = tune(model_path, db, trials=8, timing=FAST, progress=quiet(), confirm=False)
     assert cold.trials_run == 8  # the warm records did not count as measured
     records = Database(db).records()
     for search in cold.searches:  # each task measured from its default again

@@ -29,7 +29,9 @@ class Tuned:
     missing: tuple[Task, ...]
 
 
-def _decode(record: Record, task: Task) -> tuple[Any, Any] | None:
+def decode_record(record: Record, task: Task) -> tuple[Any, Any] | None:
+    """The (kernel, config) a record holds for ``task``; None when this convc has no such
+    kernel, it does not apply, or its knobs do not decode."""
     try:
         kernel = task.backend.by_name(record.candidate)
     except KeyError:
@@ -62,7 +64,7 @@ def load_tuned(db: str, graph: Graph, target: tvm.target.Target) -> Tuned:
     choices, missing = {}, []
     for signature, task in tasks.items():
         for record in sorted(_one_timing(best.get(signature, [])), key=lambda r: r.seconds):
-            choice = _decode(record, task)
+            choice = decode_record(record, task)
             if choice is not None:
                 choices[task.problem] = choice
                 break
@@ -78,11 +80,24 @@ def load_tuned(db: str, graph: Graph, target: tvm.target.Target) -> Tuned:
     return Tuned(choices, tuple(missing))
 
 
+# timing modes, most telling first: inside the model (convc.tune.network), then alone with
+# cold caches (what ``convc tune`` uses on a CPU by default), then the others
+TIMING_PREFERENCE = ("network", "cold")
+
+
 def _one_timing(records: list[Record]) -> list[Record]:
-    """The records timed with cold caches when a task has any (the mode ``convc tune`` uses on
-    a CPU by default), else the others: times of the two modes do not compare."""
-    cold = [r for r in records if r.timing == "cold"]
-    return cold or records
+    """The records of a task's most telling timing mode (times of different modes do not
+    compare); of in-model records, the latest per config (each check times both picks anew)."""
+    for mode in TIMING_PREFERENCE:
+        chosen = [r for r in records if r.timing == mode]
+        if chosen and mode == TIMING_PREFERENCE[0]:
+            latest = {}
+            for record in sorted(chosen, key=lambda r: r.time):
+                latest[record.trial_key] = record
+            return list(latest.values())
+        if chosen:
+            return chosen
+    return records
 
 
 def _target_text(key: dict) -> str:

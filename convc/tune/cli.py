@@ -19,7 +19,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
                   rpc_tracker=args.rpc_tracker, rpc_key=args.rpc_key,
                   timing=Timing(args.repeat, args.min_repeat_ms, cold=not args.warm_caches),
                   progress=Progress(quiet=args.quiet),
-                  dtype=args.dtype)
+                  dtype=args.dtype, confirm=not args.no_network_check)
     print(f"{report.trials_run} trial(s) recorded in {args.db}; compile with --tuning-db {args.db}")
     return 0
 
@@ -85,6 +85,9 @@ def add_commands(sub) -> None:
                    help="CPU: time with the weights in cache (rounds of --min-repeat-ms, the best counts) "
                         "instead of the default: each run with its weights, bias and output flushed from "
                         "the caches, as at small batch in a network (the median of 30 runs counts)")
+    p.add_argument("--no-network-check", action="store_true",
+                   help="CPU: skip timing the tuned picks inside the model against the defaults after "
+                        "the search (by default a task whose tuned pick is slower there keeps its default)")
     p.add_argument("--quiet", action="store_true", help="print only the summary table")
     p.set_defaults(func=cmd_tune)
 

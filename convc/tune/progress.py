@@ -86,6 +86,18 @@ class Progress:
         if not record.ok:
             self._print(f"    rejected {record.candidate}({knob_text(record)}): {record.error}")
 
+    def network(self, records) -> None:
+        """The in-model check of the tuned picks (``convc.tune.network``): per task, which won."""
+        if not records:
+            self._print("in the model: no tuned pick differs from its default")
+            return
+        by_task: dict[str, list] = {}
+        for record in records:
+            by_task.setdefault(record.task, []).append(record)
+        kept = sum(1 for pair in by_task.values() if pair[1].seconds < pair[0].seconds)
+        self._print(f"in the model: {kept} of {len(by_task)} tuned pick(s) faster than their default "
+                    f"and kept; the others fall back to the default")
+
     def finish(self, searches, report) -> None:
         self._print(summary(searches, report.trials_run, report.seconds))
 

@@ -19,6 +19,7 @@ from convc.target import resolve_target
 from convc.tune.database import Database, iter_compatible, versions
 from convc.tune.encode import plain
 from convc.tune.measure import LocalMeasurer, Measurer, RPCMeasurer, Timing
+from convc.tune.network import confirm_in_network
 from convc.tune.progress import Progress
 from convc.tune.search import TaskSearch, outcome_record
 from convc.tune.task import TargetKey, extract_tasks
@@ -87,7 +88,7 @@ def tune(model, db: str, target: str = "llvm", trials: int | None = None, time_b
          input_shapes: Mapping[str, Sequence[int]] | None = None, tasks: str | None = None,
          rpc_tracker: str | None = None, rpc_key: str | None = None, timing: Timing = Timing(),
          candidates: Sequence[Any] | None = None, disable_passes: Collection[str] = (),
-         progress: Progress | None = None, dtype: str = "float32") -> TuneReport:
+         progress: Progress | None = None, dtype: str = "float32", confirm: bool = True) -> TuneReport:
     """Tune the convs of ``model`` (path or ModelProto) for ``target``; records go to ``db``.
 
     ``trials`` / ``time_budget`` (seconds) bound the work (see the module docstring);
@@ -96,6 +97,8 @@ def tune(model, db: str, target: str = "llvm", trials: int | None = None, time_b
     needs one of the two: a local GPU, or a tracker's). ``candidates`` are the kernels
     searched besides the default (default: the target backend's; tests pass a list with a
     broken one). ``dtype`` is the precision the model will be compiled in (``convc.compile``).
+    With ``confirm`` (CPU, measured here), the tuned picks are then timed inside the model
+    against the defaults (``convc.tune.network``).
     """
     from convc.compiler import check_dtype, convert_dtype, lower_to_ir
     budget = Budget(trials, time_budget)
@@ -130,6 +133,9 @@ def tune(model, db: str, target: str = "llvm", trials: int | None = None, time_b
             search.add(record)
             run += 1
             progress.trial(search, record, active)
+    if isinstance(measurer, LocalMeasurer) and tvm_target.kind.name == "llvm" and confirm:
+        checked = confirm_in_network(graph, tvm_target, active, database, key, current, measurer.device)
+        progress.network(checked)
     report = TuneReport(tuple(searches), run, time.monotonic() - start)
     progress.finish(active, report)
     return report

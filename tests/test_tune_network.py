@@ -1,0 +1,104 @@
+"""The tuned picks timed inside the model against the defaults (``convc/tune/network.py``),
+and compiles preferring those in-model records (``convc/tune/apply.py``)."""
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+
+import onnx
+import pytest
+
+from convc.compiler import lower_to_ir
+from convc.target import resolve_target
+from convc.tune import Database, load_tuned
+from convc.tune.measure import Timing
+from convc.tune.network import NETWORK, confirm_in_network
+from convc.tune.progress import Progress
+from convc.tune.search import TaskSearch
+from convc.tune.task import extract_tasks
+from convc.tune.tuner import tune
+from convc.zoo.registry import build
+
+FAST = Timing(repeat=2, min_repeat_ms=1)
+TARGET = resolve_target("llvm")
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    """A tiny CNN tuned for a few trials (without the in-model check), and its database."""
+    path = tmp_path_factory.mktemp("model") / "tiny.onnx"
+    onnx.save(build("tiny", image_size=16), path)
+    db = tmp_path_factory.mktemp("db") / "db"
+    report = tune(str(path), str(db), trials=12, timing=FAST, progress=Progress(quiet=True), confirm=False)
+    return str(path), str(db), report
+
+
+def _other_pick(search: TaskSearch) -> TaskSearch:
+    """``search`` as if a non-default record had measured fastest (a copy; the database is untouched)."""
+    other = next(r for r in search.records if r.ok and r.trial_key != search.default_record.trial_key)
+    faked = TaskSearch(search.index, search.task, search.task.backend.candidates,
+                       [*search.records, dataclasses.replace(other, seconds=1e-12, time=time.time())])
+    assert faked.best.trial_key == other.trial_key
+    return faked
+
+
+def test_a_tuned_pick_and_its_default_are_timed_in_the_model(tuned, tmp_path):
+    path, db, report = tuned
+    search = next(s for s in report.searches if sum(r.ok for r in s.records) >= 2)
+    graph = lower_to_ir(path)
+    out = Database(tmp_path / "db")
+    records = confirm_in_network(graph, TARGET, [_other_pick(search)], out, search.records[0].target,
+                                 search.records[0].versions, "local")
+    assert len(records) == 2 == len(out.records())
+    default, picked = records
+    assert all(r.timing == NETWORK and r.ok and r.task == search.task.signature for r in records)
+    assert default.trial_key == search.default_record.trial_key
+    assert picked.trial_key != default.trial_key and picked.seconds > 1e-9  # timed for real, in the model
+
+
+def test_no_record_when_every_pick_is_its_default(tuned, tmp_path):
+    path, db, report = tuned
+    unchanged = [TaskSearch(s.index, s.task, s.task.backend.candidates, [s.default_record]) for s in report.searches]
+    out = Database(tmp_path / "db")
+    assert confirm_in_network(lower_to_ir(path), TARGET, unchanged, out, {}, {}, "local") == []
+
+
+def test_compile_prefers_the_in_model_winner(tuned, tmp_path):
+    """A task with network records compiles the faster of them, whatever its cold records say;
+    of a config timed in the model twice, the later time counts."""
+    path, db, report = tuned
+    search = next(s for s in report.searches if sum(r.ok for r in s.records) >= 2)
+    best, default = search.best, search.default_record
+    merged = tmp_path / "db"
+    merged.mkdir()
+    lines = Database(db).path.read_text().splitlines()
+    lines.append(dataclasses.replace(default, timing=NETWORK, seconds=1.0).to_json())
+    other = next(r for r in search.records if r.ok and r.trial_key != default.trial_key)
+    lines.append(dataclasses.replace(other, timing=NETWORK, seconds=0.5, time=1.0).to_json())  # an older check
+    lines.append(dataclasses.replace(other, timing=NETWORK, seconds=2.0).to_json())  # slower in the model
+    (merged / Database(db).path.name).write_text("\n".join(lines) + "\n")
+    graph = lower_to_ir(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        choices = load_tuned(str(merged), graph, TARGET).choices
+        cold_only = load_tuned(db, graph, TARGET).choices
+    kernel, config = choices[search.task.problem]
+    assert (kernel.name, dataclasses.asdict(config)) == (default.candidate, default.knobs)
+    kernel, config = cold_only[search.task.problem]
+    assert (kernel.name, dataclasses.asdict(config)) == (best.candidate, best.knobs)
+
+
+def test_tune_runs_the_check_and_says_so(tuned, tmp_path, capsys):
+    path, db, report = tuned
+    copy = tmp_path / "db"
+    copy.mkdir()
+    (copy / Database(db).path.name).write_text(Database(db).path.read_text())
+    again = tune(path, str(copy), trials=12, timing=FAST, progress=Progress(quiet=False))
+    assert again.trials_run == 0
+    assert "in the model:" in capsys.readouterr().err
+    network = [r for r in Database(copy).records() if r.timing == NETWORK]
+    picked = {s.task.signature for s in report.searches if s.best.trial_key != s.default_record.trial_key}
+    assert {r.task for r in network} <= picked
+    assert len(network) % 2 == 0
+    assert extract_tasks(lower_to_ir(path), TARGET)  # the model still lowers as before
