@@ -37,21 +37,24 @@ RUNS = 15            # model runs per build per round
 PAUSE = 0.05         # seconds of idle before each round, so the other build's spinning threads sleep
 
 
-def _build(graph: Graph, target: tvm.target.Target, tuned: dict | None):
+def _build(graph: Graph, target: tvm.target.Target, tuned: dict | None, fuse: bool):
     from convc.backend import backend_of
     from convc.lower import build
     from convc.passes.select_schedule import select_schedules
     backend = backend_of(target)
     planned, _ = select_schedules(graph, backend.channel_block(target), tuned=tuned, backend=backend,
-                                  machine=backend.machine(target))
+                                  machine=backend.machine(target), fuse=fuse)
     return build(planned, target, tuned)
 
 
 def _inputs(model) -> dict[str, np.ndarray]:
     """Random inputs (floats standard-normal, integers zero: always valid indices)."""
     rng = np.random.default_rng(0)
-    return {s.name: (rng.standard_normal(s.shape) if np.dtype(s.dtype).kind == "f" else np.zeros(s.shape)).astype(s.dtype)
-            for s in model.inputs}
+
+    def draw(spec):
+        values = rng.standard_normal(spec.shape) if np.dtype(spec.dtype).kind == "f" else np.zeros(spec.shape)
+        return values.astype(spec.dtype)
+    return {spec.name: draw(spec) for spec in model.inputs}
 
 
 def _per_node(model, times: dict[str, list[float]]) -> dict[str, tuple[frozenset, float]]:
@@ -73,9 +76,10 @@ def _task_seconds(per_node: dict, nodes: tuple[str, ...]) -> float | None:
 
 
 def confirm_in_network(graph: Graph, target: tvm.target.Target, searches: Sequence[TaskSearch],
-                       database: Database, key: dict, versions: dict, device: str) -> list[Record]:
-    """Time the tasks whose tuned pick differs from their default inside the model and append
-    the network records (see the module docstring); returns them."""
+                       database: Database, key: dict, versions: dict, device: str, fuse: bool = True) -> list[Record]:
+    """Time the tasks whose tuned pick differs from their default inside the model (compiled
+    with the expand-depthwise fusion if ``fuse``) and append the network records (see the
+    module docstring); returns them."""
     from convc.tune.apply import decode_record
     picks: dict[Any, tuple[TaskSearch, Any, Any]] = {}
     for search in searches:
@@ -85,8 +89,8 @@ def confirm_in_network(graph: Graph, target: tvm.target.Target, searches: Sequen
             picks[search.task.problem] = (search, *choice)
     if not picks:
         return []
-    builds = {"default": _build(graph, target, None),
-              "tuned": _build(graph, target, {p: (k, c) for p, (_, k, c) in picks.items()})}
+    builds = {"default": _build(graph, target, None, fuse),
+              "tuned": _build(graph, target, {p: (k, c) for p, (_, k, c) in picks.items()}, fuse)}
     inputs = _inputs(builds["default"])
     samples: dict[str, dict[str, list[float]]] = {name: {} for name in builds}
     for name, model in builds.items():  # warm-up
