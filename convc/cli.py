@@ -101,7 +101,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         times = model.benchmark(inputs, repeat=args.bench)
         print(f"latency over {len(times)} runs: median {statistics.median(times) * 1e3:.3f} ms, "
               f"min {min(times) * 1e3:.3f} ms")
+    if args.profile:
+        print(format_profile(model, model.kernel_times(inputs, args.profile), args.profile))
     return 0
+
+
+def format_profile(model, times: dict[str, list[float]], runs: int) -> str:
+    """Per kernel, slowest first: ms per run (median call x calls per run), share, calls, the
+    graph nodes it computes (known to a build of this process, not to a loaded library)."""
+    rows = sorted(((statistics.median(v) * len(v) / runs, symbol, len(v) // runs) for symbol, v in times.items()),
+                  reverse=True)
+    total = sum(row[0] for row in rows)
+    lines = [f"kernel time per run, median of {runs} runs: {total * 1e3:.3f} ms"]
+    for per_run, symbol, calls in rows:
+        nodes = ", ".join(model.kernels.get(symbol, ()))
+        lines.append(f"  {per_run * 1e3:8.3f} ms {100 * per_run / total:5.1f}%  {calls}x {symbol}"
+                     + (f"  ({nodes})" if nodes else ""))
+    return "\n".join(lines)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -165,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", action="append", metavar="NAME=FILE.npy", help="one per model input")
     p.add_argument("--output", metavar="OUT.npz", help="write the outputs, keyed by output name")
     p.add_argument("--bench", type=int, metavar="N", default=0, help="also time N runs")
+    p.add_argument("--profile", type=int, metavar="N", default=0,
+                   help="also time every kernel over N runs (the VM's per-kernel timing), slowest first")
     p.add_argument("--device", help="cpu or cuda (default: the device the library was compiled for)")
     p.set_defaults(func=cmd_run)
 

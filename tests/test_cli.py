@@ -31,6 +31,19 @@ def test_compile_run_roundtrip(tiny, capsys):
     assert "median" in capsys.readouterr().out
 
 
+def test_run_profiles_every_kernel(tiny, capsys):
+    root, _, _ = tiny
+    assert main(["compile", str(root / "tiny.onnx"), "-o", str(root / "p.so")]) == 0
+    capsys.readouterr()
+    assert main(["run", str(root / "p.so"), "--input", f"input={root / 'x.npy'}", "--profile", "3"]) == 0
+    text = capsys.readouterr().out
+    assert "kernel time per run, median of 3 runs" in text
+    rows = [line for line in text.splitlines() if line.startswith("  ") and " ms " in line]
+    assert any("conv_" in row for row in rows) and all("1x " in row for row in rows)
+    shares = [float(row.split("%")[0].split()[-1]) for row in rows]
+    assert shares == sorted(shares, reverse=True) and abs(sum(shares) - 100) < 1
+
+
 def test_dump_ir_prints_every_pass(tiny, capsys):
     root, _, _ = tiny
     from convc.passes import PIPELINE
