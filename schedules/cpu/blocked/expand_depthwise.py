@@ -4,14 +4,15 @@ An inverted-residual block (MobileNetV2, EfficientNet) widens its input t-fold w
 conv and filters the wide tensor with a depthwise conv. Run as two kernels, the wide tensor
 (e.g. 96 x 112 x 112 floats, 4.8 MB) is written to memory beyond L2 and read back, and that
 traffic, not the arithmetic, is what the two layers cost. Here the parallel loop runs over
-(batch, channel block of the wide tensor, band of output rows); each iteration computes the
-expansion of its channel block over the input rows its band reads (plus the halo of the
+(batch, group of channel blocks of the wide tensor, band of output rows); each iteration
+computes the expansion of its channel blocks over the input rows its band reads (plus the halo of the
 depthwise window: at most ``kernel - stride`` rows computed twice), applies the expansion's
 bias and epilogue and the depthwise padding into a buffer that stays in L2, and runs the
 depthwise conv from there. The wide tensor never leaves the core's cache.
 
 Blocks: ``expand`` (the 1x1 reduction, accumulated in a register tile of ``reg_e`` positions
-x one channel block and copied to the band buffer), ``expanded`` (bias, epilogue and zero
+x ``channel_blocks`` channel blocks, so each input scalar feeds several vectors, and copied to
+the band buffer), ``expanded`` (bias, epilogue and zero
 border), ``acc`` (the depthwise taps, register tile of ``reg_d`` positions) and ``out`` (the
 depthwise bias and epilogue). Arguments: data (``expand.in_block``), expansion weight
 ``(Ce/b, Cin, b)``, its bias (if any), depthwise weight ``(Ce/b, *K, b)``, its bias (if any),
@@ -39,8 +40,9 @@ from convc.schedules.cpu.blocked.tiled import best_reg_n
 
 @dataclass(frozen=True)
 class ExpandDepthwiseConfig:
-    """Output rows per band (the parallel chunk), and the register tiles (positions of the
-    last axis) of the expansion and of the depthwise conv."""
+    """Output rows per band and channel blocks per group (together the parallel chunk; the
+    expansion's register tile spans the group's blocks), and the register tiles (positions of
+    the last axis) of the expansion and of the depthwise conv."""
 
     band_rows: int
     reg_e: int
@@ -63,10 +65,6 @@ class FusedPair:
 
     expand: ConvProblem
     depthwise: ConvProblem
-
-    @property
-    def flops(self) -> int:
-        return self.expand.flops + self.depthwise.flops
 
 
 # The wide tensor from which fusing pays: below it the separate kernels find it in L2.
