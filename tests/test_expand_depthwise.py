@@ -108,11 +108,6 @@ def test_declines(change, reason):
     assert reason in EXPAND_DEPTHWISE.decline(change(PAIRS[0]))
 
 
-def test_fuses_only_a_wide_tensor_beyond_l2():
-    assert EXPAND_DEPTHWISE.worth(pair(B, 6 * B, (56, 56)))      # 1.2 MB
-    assert not EXPAND_DEPTHWISE.worth(pair(B, 6 * B, (28, 28)))  # 301 KB
-
-
 # -- in a model -----------------------------------------------------------------------
 
 def inverted_residual(cin: int = B, ce: int = 6 * B, size: int = 56, stride: int = 2, extra_reader: bool = False,

@@ -3,7 +3,7 @@
 The graph keeps both convs (every pass, the reference interpreter and the tuner see two
 layers). ``select_schedule`` marks a pair (both convs' ``algorithm`` becomes
 ``expand_depthwise``) when the target's backend has a pair kernel (``Backend.pair_kernel``:
-the CPU's) that computes it and judges it worth it, and the user asked for no kernel for
+the CPU's) that computes it, and the user asked for no kernel for
 either layer, whatever the cost model or the tuning database picked for them one by one
 (a layer timed alone has its input and output in cache; what the fusion saves is the trip
 of the wide tensor through memory in the network); the lowering emits one kernel for each
@@ -54,12 +54,11 @@ def _pairs(graph: Graph, layouts: Layouts, block: int, algorithms: tuple[str, st
                                              ConvProblem.from_node(node, *conv_layouts(node, layouts, block))))
 
 
-def candidate_fusions(graph: Graph, layouts: Layouts, block: int, pair_kernel: Any, machine: Any) -> list[Fusion]:
-    """The pairs ``pair_kernel`` (None: no fusion) computes and judges worth fusing on ``machine``."""
+def candidate_fusions(graph: Graph, layouts: Layouts, block: int, pair_kernel: Any) -> list[Fusion]:
+    """The pairs ``pair_kernel`` (None: no fusion) computes."""
     if pair_kernel is None:
         return []
-    return [f for f in _pairs(graph, layouts, block)
-            if pair_kernel.decline(f.pair) is None and pair_kernel.worth(f.pair, machine)]
+    return [f for f in _pairs(graph, layouts, block) if pair_kernel.decline(f.pair) is None]
 
 
 def marked_fusions(graph: Graph, layouts: Layouts, block: int) -> dict[str, Fusion]:

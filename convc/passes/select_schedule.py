@@ -119,7 +119,7 @@ def _mark_fusions(graph: Graph, layouts, block: int, backend: Backend, machine: 
                   decisions: list[Decision]) -> Graph:
     """``graph`` with the pairs to fuse marked (layers the user asked a kernel for excluded);
     their decisions say so."""
-    pairs = [f for f in candidate_fusions(graph, layouts, block, backend.pair_kernel, machine)
+    pairs = [f for f in candidate_fusions(graph, layouts, block, backend.pair_kernel)
              if not {f.expand.name, f.depthwise.name} & requested]
     partner = {**{f.expand.name: f.depthwise.name for f in pairs}, **{f.depthwise.name: f.expand.name for f in pairs}}
     fused = Algorithm.EXPAND_DEPTHWISE
