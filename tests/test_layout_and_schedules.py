@@ -10,6 +10,7 @@ from convc.ir import ConvAttrs, GraphBuilder, Op, TensorType
 from convc.ir.ops.normalization import SoftmaxAttrs
 from convc.layout import PLAIN, conv_layouts, plan_layouts
 from convc.lower.compiler import signature_of
+from convc.lower.fusion import FUSION
 from convc.lower.module import ModuleBuilder
 from convc.target import channel_block, resolve_target
 from lower_check import check
@@ -70,9 +71,11 @@ def test_convs_read_plain_inputs_through_one_blocked_copy(kernel, groups, channe
 
 
 def test_cost_model_picks_per_shape():
-    _, decisions = plan_schedules(zoo.build("mobilenet_small"))
+    _, decisions = plan_schedules(zoo.build("mobilenet_small"), disable_passes={FUSION})
     picked = {d.picked for d in decisions}
     assert "depthwise" in picked and "1x1" in picked
+    _, fused = plan_schedules(zoo.build("mobilenet_small"))  # its expansions and depthwise convs in one kernel
+    assert "expand_depthwise" in {d.picked for d in fused}
 
 
 @pytest.mark.parametrize("spec", ["im2col", "direct", "generic"])
