@@ -108,7 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def format_profile(model, times: dict[str, list[float]], runs: int) -> str:
     """Per kernel, slowest first: ms per run (median call x calls per run), share, calls, the
-    graph nodes it computes (known to a build of this process, not to a loaded library)."""
+    graph nodes it computes (from the library's signature; libraries of older convc lack them)."""
     rows = sorted(((statistics.median(v) * len(v) / runs, symbol, len(v) // runs) for symbol, v in times.items()),
                   reverse=True)
     total = sum(row[0] for row in rows)

@@ -67,12 +67,14 @@ class Signature:
     target: str
     aliased_outputs: tuple[int, ...] = ()  # outputs whose memory outlives a call (constants,
                                            # inputs): ``run`` hands out copies of those
+    kernels: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (kernel symbol, graph nodes it computes)
 
     def to_json(self) -> str:
         specs = lambda ts: [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype} for t in ts]  # noqa: E731
         return json.dumps({"format": LIBRARY_FORMAT, "convc_version": self.convc_version,
                            "target": self.target, "inputs": specs(self.inputs), "outputs": specs(self.outputs),
-                           "aliased_outputs": list(self.aliased_outputs)})
+                           "aliased_outputs": list(self.aliased_outputs),
+                           "kernels": {symbol: list(nodes) for symbol, nodes in self.kernels}})
 
     @staticmethod
     def from_json(text: str) -> "Signature":
@@ -80,8 +82,9 @@ class Signature:
         if data.get("format") != LIBRARY_FORMAT:
             raise ValueError(f"format {data.get('format')!r}, expected {LIBRARY_FORMAT!r}")
         specs = lambda ts: tuple(TensorSpec(t["name"], tuple(t["shape"]), t["dtype"]) for t in ts)  # noqa: E731
+        kernels = tuple((symbol, tuple(nodes)) for symbol, nodes in data.get("kernels", {}).items())
         return Signature(specs(data["inputs"]), specs(data["outputs"]), data["convc_version"], data["target"],
-                         tuple(data.get("aliased_outputs", ())))
+                         tuple(data.get("aliased_outputs", ())), kernels)
 
     @property
     def device(self) -> str:
@@ -155,9 +158,10 @@ class CompiledModel:
         """Wrap a Relax VM executable ``module`` computing ``signature``; ``export(path)``
         writes its shared object. ``device`` ("cpu", "cuda") defaults to the signature
         target's; another one is a ``ConvcError``. ``vm``: a VM of ``module`` already on
-        that device. What a build in this process knows besides (None or empty after
-        ``load``): ``device_code``, its ``convc.backend.DeviceCode``; ``kernels``, the
-        symbol of every kernel with the names of the graph nodes it computes."""
+        that device. ``kernels``: the symbol of every kernel with the names of the graph
+        nodes it computes (default: the signature's, which libraries written since it was
+        added carry). What a build in this process knows besides (None after ``load``):
+        ``device_code``, its ``convc.backend.DeviceCode``."""
         device = device or signature.device
         _check_device_name(device)
         if device != signature.device:
@@ -168,7 +172,7 @@ class CompiledModel:
         self.signature = signature
         self.device = device
         self.device_code = device_code
-        self.kernels = {symbol: tuple(nodes) for symbol, nodes in (kernels or {}).items()}
+        self.kernels = {symbol: tuple(nodes) for symbol, nodes in (kernels or dict(signature.kernels)).items()}
         self._module = module
         self._export = export
         self._vm = vm

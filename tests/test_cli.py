@@ -40,6 +40,7 @@ def test_run_profiles_every_kernel(tiny, capsys):
     assert "kernel time per run, median of 3 runs" in text
     rows = [line for line in text.splitlines() if line.startswith("  ") and " ms " in line]
     assert any("conv_" in row for row in rows) and all("1x " in row for row in rows)
+    assert all(row.endswith(")") for row in rows)  # the library names the graph nodes of each kernel
     shares = [float(row.split("%")[0].split()[-1]) for row in rows]
     assert shares == sorted(shares, reverse=True) and abs(sum(shares) - 100) < 1
 

@@ -1,6 +1,8 @@
 """``build``: a rewritten graph to a ``CompiledModel`` for a TVM target."""
 from __future__ import annotations
 
+import dataclasses
+
 import tvm
 
 import convc
@@ -54,5 +56,6 @@ def build(graph: Graph, target: tvm.target.Target, tuned=None) -> CompiledModel:
                                + (f" in kernel {'; '.join(culprits)}" if culprits else "")
                                + f": {error_summary(err)}") from err
     device_code = backend.device_code(executable.mod, target)
+    signature = dataclasses.replace(signature, kernels=builder.kernel_map())
     return CompiledModel(executable.mod, executable.export_library, signature, backend.device,
-                         device_code=device_code, kernels=builder.symbols)
+                         device_code=device_code)

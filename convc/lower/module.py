@@ -14,6 +14,7 @@ returning the library's signature as JSON.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping
 
 import numpy as np
@@ -215,6 +216,10 @@ class ModuleBuilder:
             return constant(array)
         return self.value(operand, block)
 
+    def kernel_map(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """(kernel symbol, the graph nodes it computes) of every kernel added so far."""
+        return tuple((symbol, tuple(nodes)) for symbol, nodes in self.symbols.items())
+
     def build(self, signature: Signature) -> tvm.IRModule:
         params = [relax.Var(v.name, _relax_type(v)) for v in self.graph.inputs]
         self.env.update(((v, PLAIN), p) for v, p in zip(self.graph.inputs, params))
@@ -232,7 +237,8 @@ class ModuleBuilder:
                 outputs = self.bb.emit_output(relax.Tuple([self.value(v) for v in self.graph.outputs]))
             self.bb.emit_func_output(outputs)
         with self.bb.function(SIGNATURE_FUNCTION, []):
-            self.bb.emit_func_output(tvm.ir.StringImm(signature.to_json()))
+            embedded = dataclasses.replace(signature, kernels=self.kernel_map())
+            self.bb.emit_func_output(tvm.ir.StringImm(embedded.to_json()))
         return self.bb.get()
 
 
