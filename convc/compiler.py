@@ -85,9 +85,10 @@ def _plan(model, target, input_shapes, schedule, dump_ir, disable_passes, tuning
         raise ConvcError(f"cannot disable {sorted(unknown)}; optional steps: {sorted(OPTIONAL | {FUSION})}")
     passes = set(disable_passes) - {FUSION}
     graph = convert_dtype(lower_to_ir(model, input_shapes, dump_ir, passes), dtype, dump_ir)
-    tuned = load_tuned(os.fspath(tuning_db), graph, tvm_target).choices if tuning_db is not None else None
+    fuse = FUSION not in disable_passes
+    tuned = load_tuned(os.fspath(tuning_db), graph, tvm_target, fuse).choices if tuning_db is not None else None
     graph, decisions = select_schedules(graph, backend.channel_block(tvm_target), request, tuned,
-                                        backend, backend.machine(tvm_target), fuse=FUSION not in disable_passes)
+                                        backend, backend.machine(tvm_target), fuse=fuse)
     if dump_ir is not None:
         dump_ir("select_schedule", graph)
     return graph, decisions, tuned

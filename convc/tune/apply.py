@@ -42,13 +42,15 @@ def decode_record(record: Record, task: Task) -> tuple[Any, Any] | None:
     return None if config is None else (kernel, config)
 
 
-def load_tuned(db: str, graph: Graph, target: tvm.target.Target) -> Tuned:
-    """The best usable record per task of ``graph`` (after the rewrite passes) in ``db``."""
+def load_tuned(db: str, graph: Graph, target: tvm.target.Target, fuse: bool = True) -> Tuned:
+    """The best usable record per task of ``graph`` (after the rewrite passes) in ``db``;
+    ``fuse``: whether the compile fuses expansions with their depthwise convs (their convs are
+    then no tasks, see ``extract_tasks``)."""
     database = Database(db)
     if not database.root.is_dir():
         raise TuningDatabaseError(f"tuning database {db} does not exist (create one with `convc tune`)")
     key, current = plain(TargetKey.of(target)), versions()
-    tasks = {t.signature: t for t in extract_tasks(graph, target)}
+    tasks = {t.signature: t for t in extract_tasks(graph, target, fuse)}
     ignored: Counter[str] = Counter()
     best: dict[str, list[Record]] = {}
     for record in database.records():

@@ -113,7 +113,7 @@ def tune(model, db: str, target: str = "llvm", trials: int | None = None, time_b
     mode = timing.mode(tvm_target)
     old = [r for r in iter_compatible(database.records(), key, current) if r.timing == mode]
     searches = [TaskSearch(i, t, candidates or t.backend.candidates, [r for r in old if r.task == t.signature])
-                for i, t in enumerate(extract_tasks(graph, tvm_target))]
+                for i, t in enumerate(extract_tasks(graph, tvm_target, fuse))]
     active = select_tasks(searches, tasks)
     progress = progress or Progress()
     progress.start(active, budget.trials, budget.seconds, measurer.device)
