@@ -87,11 +87,18 @@ def _plan(model, target, input_shapes, schedule, dump_ir, disable_passes, tuning
     graph = convert_dtype(lower_to_ir(model, input_shapes, dump_ir, passes), dtype, dump_ir)
     fuse = FUSION not in disable_passes
     tuned = load_tuned(os.fspath(tuning_db), graph, tvm_target, fuse).choices if tuning_db is not None else None
-    graph, decisions = select_schedules(graph, backend.channel_block(tvm_target), request, tuned,
-                                        backend, backend.machine(tvm_target), fuse=fuse)
+    graph, decisions = choose_kernels(graph, tvm_target, tuned, request, fuse)
     if dump_ir is not None:
         dump_ir("select_schedule", graph)
     return graph, decisions, tuned
+
+
+def choose_kernels(graph: Graph, tvm_target, tuned=None, request: ScheduleRequest = ScheduleRequest(),
+                   fuse: bool = True) -> tuple[Graph, list[Decision]]:
+    """``select_schedules`` with the target's backend, layout block and machine model."""
+    backend = backend_of(tvm_target)
+    return select_schedules(graph, backend.channel_block(tvm_target), request, tuned, backend,
+                            backend.machine(tvm_target), fuse=fuse)
 
 
 def compile(model: ModelLike, target: str = "llvm",

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from convc.ir import Graph, Node, Op
-from convc.ir.ops.conv import Algorithm, split_conv_inputs
+from convc.ir.ops.conv import Algorithm, constant_weights
 from convc.layout import Layouts, conv_layouts
 from convc.schedules.cpu.blocked import ConvProblem
 from convc.schedules.cpu.blocked.expand_depthwise import FusedPair
@@ -33,11 +33,6 @@ class Fusion:
     pair: FusedPair
 
 
-def _constant_weights(graph: Graph, node: Node) -> bool:
-    (_, w, *bias), _ = split_conv_inputs(node.attrs, node.inputs)
-    return all(graph.is_constant(v) for v in (w, *bias))
-
-
 def _pairs(graph: Graph, layouts: Layouts, block: int, algorithms: tuple[str, str] | None = None):
     """(expansion, depthwise, problems) for every conv reading, alone, a conv's output that
     is no graph output, both with constant weights (and the given ``algorithms``, if any)."""
@@ -48,7 +43,7 @@ def _pairs(graph: Graph, layouts: Layouts, block: int, algorithms: tuple[str, st
         if (expand is None or expand.op is not Op.CONV or expand.output in outputs
                 or len(consumers.get(expand.output, [])) != 1
                 or algorithms not in (None, (expand.attrs.algorithm.value, node.attrs.algorithm.value))
-                or not _constant_weights(graph, expand) or not _constant_weights(graph, node)):
+                or not constant_weights(graph, expand) or not constant_weights(graph, node)):
             continue
         yield Fusion(expand, node, FusedPair(ConvProblem.from_node(expand, *conv_layouts(expand, layouts, block)),
                                              ConvProblem.from_node(node, *conv_layouts(node, layouts, block))))

@@ -24,7 +24,7 @@ from tvm import relax, te
 from convc.backend import Backend, backend_of
 from convc.errors import CodegenError, ConvcError
 from convc.ir import Graph, Node, Op, Value
-from convc.ir.ops.conv import split_conv_inputs
+from convc.ir.ops.conv import constant_weights, split_conv_inputs
 from convc.layout import PLAIN, conv_layouts, input_layouts, plan_layouts
 from convc.lower.fusion import Fusion, marked_fusions
 from convc.lower.layout import logical_view, store_blocked, stored_placeholder
@@ -160,9 +160,9 @@ class ModuleBuilder:
     def _emit_conv_kernel(self, node: Node, out_block: int) -> bool:
         """Emit ``node`` with a conv kernel of the backend; False when none applies (then it is
         lowered like any other node, in the plain layout)."""
-        (x, w, *bias), operands = split_conv_inputs(node.attrs, node.inputs)
-        if not all(self.graph.is_constant(v) for v in (w, *bias)):
+        if not constant_weights(self.graph, node):
             return False
+        (x, w, *bias), operands = split_conv_inputs(node.attrs, node.inputs)
         in_block, _ = conv_layouts(node, self.layouts, self.block)
         problem = ConvProblem.from_node(node, in_block, out_block)
         kernel, config = pick_conv_kernel(node, problem, self.tuned, self.backend, self.machine)

@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 from convc.backend import Backend, backend as backend_of_kind
 from convc.errors import ConvcError
 from convc.ir import Graph, Node, Op
-from convc.ir.ops.conv import Algorithm, split_conv_inputs
+from convc.ir.ops.conv import Algorithm, constant_weights
 from convc.layout import conv_layouts, plan_layouts
 from convc.lower.fusion import candidate_fusions
 from convc.schedules.cpu.blocked import ConvProblem
@@ -77,7 +77,7 @@ def select_schedules(graph: Graph, block: int, request: ScheduleRequest = Schedu
     ``block`` is the channel block of the target's layout; ``backend`` the target's backend
     (default: the CPU's) and ``machine`` its machine model (default: the backend's default).
     ``tuned`` maps a conv's problem to the (kernel, config) measured best for it. With
-    ``fuse``, expansions and their depthwise convs that one kernel computes better are
+    ``fuse``, expansions and their depthwise convs that the backend's pair kernel computes are
     marked ``expand_depthwise`` (see ``convc.lower.fusion``)."""
     backend = backend or backend_of_kind("llvm")
     layouts = plan_layouts(graph, block)
@@ -86,10 +86,9 @@ def select_schedules(graph: Graph, block: int, request: ScheduleRequest = Schedu
         if node.op is not Op.CONV:
             nodes.append(node)
             continue
-        (x, w, *bias), _ = split_conv_inputs(node.attrs, node.inputs)
         problem = ConvProblem.from_node(node, *conv_layouts(node, layouts, block))
         model_pick, _, verdicts = backend.choose(problem, machine)
-        if model_pick is None or not all(graph.is_constant(v) for v in (w, *bias)):
+        if model_pick is None or not constant_weights(graph, node):
             decisions.append(Decision(node.name, source_name(node), "plain (no conv kernel applies)",
                                       tuple(verdicts)))
             nodes.append(node)
@@ -111,11 +110,11 @@ def select_schedules(graph: Graph, block: int, request: ScheduleRequest = Schedu
                                                                          algorithm=Algorithm(picked))))
     graph = dataclasses.replace(graph, nodes=tuple(nodes), constants=dict(graph.constants))
     if fuse:
-        graph = _mark_fusions(graph, layouts, block, backend, machine, requested, decisions)
+        graph = _mark_fusions(graph, layouts, block, backend, requested, decisions)
     return graph, decisions
 
 
-def _mark_fusions(graph: Graph, layouts, block: int, backend: Backend, machine: Any, requested: set[str],
+def _mark_fusions(graph: Graph, layouts, block: int, backend: Backend, requested: set[str],
                   decisions: list[Decision]) -> Graph:
     """``graph`` with the pairs to fuse marked (layers the user asked a kernel for excluded);
     their decisions say so."""

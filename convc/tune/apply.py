@@ -18,6 +18,7 @@ from convc.ir import Graph
 from convc.schedules.cpu.blocked import ConvProblem
 from convc.tune.database import Database, Record, TuningDatabaseError, compatible, versions
 from convc.tune.encode import decode_config, plain
+from convc.tune.network import NETWORK
 from convc.tune.task import TargetKey, Task, extract_tasks
 
 
@@ -84,7 +85,7 @@ def load_tuned(db: str, graph: Graph, target: tvm.target.Target, fuse: bool = Tr
 
 # timing modes, most telling first: inside the model (convc.tune.network), then alone with
 # cold caches (what ``convc tune`` uses on a CPU by default), then the others
-TIMING_PREFERENCE = ("network", "cold")
+TIMING_PREFERENCE = (NETWORK, "cold")
 
 
 def _one_timing(records: list[Record]) -> list[Record]:
@@ -92,14 +93,16 @@ def _one_timing(records: list[Record]) -> list[Record]:
     compare); of in-model records, the latest per config (each check times both picks anew)."""
     for mode in TIMING_PREFERENCE:
         chosen = [r for r in records if r.timing == mode]
-        if chosen and mode == TIMING_PREFERENCE[0]:
-            latest = {}
-            for record in sorted(chosen, key=lambda r: r.time):
-                latest[record.trial_key] = record
-            return list(latest.values())
         if chosen:
-            return chosen
+            return _latest_per_config(chosen) if mode == NETWORK else chosen
     return records
+
+
+def _latest_per_config(records: list[Record]) -> list[Record]:
+    latest = {}
+    for record in sorted(records, key=lambda r: r.time):
+        latest[record.trial_key] = record
+    return list(latest.values())
 
 
 def _target_text(key: dict) -> str:

@@ -38,12 +38,9 @@ PAUSE = 0.05         # seconds of idle before each round, so the other build's s
 
 
 def _build(graph: Graph, target: tvm.target.Target, tuned: dict | None, fuse: bool):
-    from convc.backend import backend_of
+    from convc.compiler import choose_kernels
     from convc.lower import build
-    from convc.passes.select_schedule import select_schedules
-    backend = backend_of(target)
-    planned, _ = select_schedules(graph, backend.channel_block(target), tuned=tuned, backend=backend,
-                                  machine=backend.machine(target), fuse=fuse)
+    planned, _ = choose_kernels(graph, target, tuned, fuse=fuse)
     return build(planned, target, tuned)
 
 

@@ -17,7 +17,7 @@ import tvm
 
 from convc.backend import Backend, backend, backend_of
 from convc.ir import Graph, Op
-from convc.ir.ops.conv import split_conv_inputs
+from convc.ir.ops.conv import constant_weights
 from convc.layout import conv_layouts, plan_layouts
 from convc.lower.fusion import candidate_fusions
 from convc.schedules.cpu.blocked import ConvProblem
@@ -129,8 +129,7 @@ def extract_tasks(graph: Graph, target: tvm.target.Target, fuse: bool = True) ->
     for node in graph.nodes:
         if node.op is not Op.CONV or node.name in fused:
             continue
-        (x, w, *bias), _ = split_conv_inputs(node.attrs, node.inputs)
-        if not all(graph.is_constant(v) for v in (w, *bias)):
+        if not constant_weights(graph, node):
             continue
         problem = ConvProblem.from_node(node, *conv_layouts(node, layouts, block))
         if applicable(problem, kernels.candidates):

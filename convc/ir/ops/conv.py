@@ -156,6 +156,13 @@ def split_conv_inputs(attrs: ConvAttrs, inputs: Sequence) -> tuple[list, list]:
     return list(inputs[:cut]), list(inputs[cut:])
 
 
+def constant_weights(graph, node) -> bool:
+    """Whether a conv node's weight (and bias) are constants of ``graph`` (then the conv
+    kernels, with weights packed at compile time, can compute it)."""
+    (_, w, *bias), _ = split_conv_inputs(node.attrs, node.inputs)
+    return all(graph.is_constant(v) for v in (w, *bias))
+
+
 def apply_epilogue(attrs: ConvAttrs, y: np.ndarray, operands: Sequence[np.ndarray]) -> np.ndarray:
     """The epilogue of a conv, on its (biased) output ``y``."""
     pending = iter(operands)
