@@ -245,6 +245,7 @@ class CompiledModel:
 
     def benchmark(self, inputs: Mapping[str, Any], repeat: int) -> list[float]:
         """Seconds per run for ``repeat`` runs, after one warm-up run."""
+        _check_runs("benchmark", repeat)
         args = self.device_inputs(inputs)
         device, _ = self._session()
         self._call(args)
@@ -262,6 +263,7 @@ class CompiledModel:
         symbol (``kernels`` names the graph nodes each computes; the VM's own builtins are
         left out). Each call is timed by the VM's instrumentation, the device synchronised
         after it; a few microseconds of callback overhead land outside the kernel times."""
+        _check_runs("kernel_times", runs)
         device, main = self._session()
         args = self.device_inputs(inputs)
         times: dict[str, list[float]] = {}
@@ -330,6 +332,11 @@ class _Staging(threading.local):
         else:
             tensor.copyfrom(np.require(array, requirements="C"))
         return tensor
+
+
+def _check_runs(what: str, runs: int) -> None:
+    if not isinstance(runs, int) or runs < 1:
+        raise ConvcError(f"{what}: the number of runs must be a positive integer, got {runs!r}")
 
 
 def _argument(spec: TensorSpec, value: Any, device, staging: _Staging) -> Any:

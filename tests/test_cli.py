@@ -43,6 +43,9 @@ def test_run_profiles_every_kernel(tiny, capsys):
     assert all(row.endswith(")") for row in rows)  # the library names the graph nodes of each kernel
     shares = [float(row.split("%")[0].split()[-1]) for row in rows]
     assert shares == sorted(shares, reverse=True) and abs(sum(shares) - 100) < 1
+    for option in ("--profile", "--bench"):
+        assert main(["run", str(root / "p.so"), "--input", f"input={root / 'x.npy'}", option, "-2"]) == 1
+        assert "must be a positive integer, got -2" in capsys.readouterr().err
 
 
 def test_dump_ir_prints_every_pass(tiny, capsys):
