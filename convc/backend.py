@@ -5,7 +5,8 @@ A ``Backend`` gives lowering (``convc.lower``), schedule selection
 target-specific: the conv kernel candidates with their selector and names, the machine
 model their estimates assume, the scheduler of every other PrimFunc, the channel block of
 the activation layout, the runtime device, the checks run on the built code, and the
-kernel that fuses an expansion with its depthwise conv (``convc.lower.fusion``).
+kernels that fuse an expansion with its depthwise conv and a sub-pixel conv with its
+interleave (``convc.lower.fusion``).
 
     backend = backend_of(target)        # "llvm": convc.schedules.cpu(.blocked)
     kernel, config, verdicts = backend.choose(problem, backend.machine(target))
@@ -56,6 +57,8 @@ class Backend:
     relax_pipeline: Callable[[tvm.target.Target], Any] | None  # tvm.compile's (None: TVM's default)
     pair_kernel: Any = None                      # one kernel for an expansion and its depthwise conv
                                                  # (convc.lower.fusion), or None
+    shuffle_kernel: Any = None                   # one kernel for a phase conv and its interleave
+                                                 # (convc.lower.fusion), or None
 
     @property
     def choices(self) -> tuple[str, ...]:
@@ -72,11 +75,13 @@ def _cpu() -> Backend:
     from convc.schedules.cpu import blocked
     from convc.schedules.cpu.blocked.expand_depthwise import EXPAND_DEPTHWISE
     from convc.schedules.cpu.blocked.machine import Machine
+    from convc.schedules.cpu.blocked.shuffled import SUBPIXEL_SHUFFLE
     from convc.target import channel_block
     return Backend(kind="llvm", device="cpu", candidates=blocked.CANDIDATES, by_name=blocked.by_name,
                    choose=blocked.choose, machine=_cached(Machine.from_target), schedule=cpu.schedule,
                    channel_block=channel_block, pack_operand=blocked.pack_operand,
-                   device_code=_no_device_code, relax_pipeline=None, pair_kernel=EXPAND_DEPTHWISE)
+                   device_code=_no_device_code, relax_pipeline=None, pair_kernel=EXPAND_DEPTHWISE,
+                   shuffle_kernel=SUBPIXEL_SHUFFLE)
 
 
 def _cuda() -> Backend:

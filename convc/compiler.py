@@ -12,7 +12,7 @@ from convc.frontends.onnx import import_model
 from convc.ir import Graph, verify
 from convc.ir.types import FLOAT_DTYPES
 from convc.lower import build
-from convc.lower.fusion import FUSION
+from convc.lower.fusion import FUSIONS, enabled_fusions
 from convc.passes import run_pipeline
 from convc.passes.pipeline import OPTIONAL
 from convc.passes.select_schedule import Decision, ScheduleRequest, select_schedules
@@ -80,25 +80,25 @@ def _plan(model, target, input_shapes, schedule, dump_ir, disable_passes, tuning
     backend = backend_of(tvm_target)
     request = ScheduleRequest.parse(schedule, backend.choices)
     check_dtype(dtype)  # before the import: a typo costs nothing
-    unknown = set(disable_passes) - OPTIONAL - {FUSION}
+    unknown = set(disable_passes) - OPTIONAL - FUSIONS
     if unknown:
-        raise ConvcError(f"cannot disable {sorted(unknown)}; optional steps: {sorted(OPTIONAL | {FUSION})}")
-    passes = set(disable_passes) - {FUSION}
+        raise ConvcError(f"cannot disable {sorted(unknown)}; optional steps: {sorted(OPTIONAL | FUSIONS)}")
+    passes = set(disable_passes) - FUSIONS
     graph = convert_dtype(lower_to_ir(model, input_shapes, dump_ir, passes), dtype, dump_ir)
-    fuse = FUSION not in disable_passes
-    tuned = load_tuned(os.fspath(tuning_db), graph, tvm_target, fuse).choices if tuning_db is not None else None
-    graph, decisions = choose_kernels(graph, tvm_target, tuned, request, fuse)
+    fusions = enabled_fusions(disable_passes)
+    tuned = load_tuned(os.fspath(tuning_db), graph, tvm_target, fusions).choices if tuning_db is not None else None
+    graph, decisions = choose_kernels(graph, tvm_target, tuned, request, fusions)
     if dump_ir is not None:
         dump_ir("select_schedule", graph)
     return graph, decisions, tuned
 
 
 def choose_kernels(graph: Graph, tvm_target, tuned=None, request: ScheduleRequest = ScheduleRequest(),
-                   fuse: bool = True) -> tuple[Graph, list[Decision]]:
+                   fusions: frozenset[str] = FUSIONS) -> tuple[Graph, list[Decision]]:
     """``select_schedules`` with the target's backend, layout block and machine model."""
     backend = backend_of(tvm_target)
     return select_schedules(graph, backend.channel_block(tvm_target), request, tuned, backend,
-                            backend.machine(tvm_target), fuse=fuse)
+                            backend.machine(tvm_target), fusions=fusions)
 
 
 def compile(model: ModelLike, target: str = "llvm",

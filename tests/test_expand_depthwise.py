@@ -193,4 +193,4 @@ def test_fused_convs_are_no_tuning_tasks():
     graph = lower_to_ir(inverted_residual())
     (task,) = extract_tasks(graph, TARGET)
     assert task.problem.kernel == (1, 1) and task.problem.out_channels == B  # the projection
-    assert len(extract_tasks(graph, TARGET, fuse=False)) == 3
+    assert len(extract_tasks(graph, TARGET, fusions=frozenset())) == 3

@@ -26,7 +26,7 @@ from convc.errors import CodegenError, ConvcError
 from convc.ir import Graph, Node, Op, Value
 from convc.ir.ops.conv import constant_weights, split_conv_inputs
 from convc.layout import PLAIN, conv_layouts, input_layouts, plan_layouts
-from convc.lower.fusion import Fusion, marked_fusions
+from convc.lower.fusion import Fusion, Shuffle, marked_fusions, marked_shuffles
 from convc.lower.layout import logical_view, store_blocked, stored_placeholder
 from convc.lower.registry import Tables, lowering_of
 from convc.runtime import SIGNATURE_FUNCTION, Signature
@@ -67,7 +67,9 @@ class ModuleBuilder:
         self.block = block
         self.layouts = plan_layouts(graph, block)
         self.fusions = marked_fusions(graph, self.layouts, block)
-        self.fused_away = {f.expand.name for f in self.fusions.values()}  # computed in their pair's kernel
+        self.shuffles = marked_shuffles(graph, self.layouts)
+        # computed in their pair's or their interleave's kernel
+        self.fused_away = {f.expand.name for f in self.fusions.values()} | {f.conv.name for f in self.shuffles.values()}
         self.bb = relax.BlockBuilder()
         self.env: dict[tuple[Value, int], relax.Expr] = {}  # (value, layout) -> expression
         self.kernels: dict[Any, _Kernel] = {}
@@ -143,6 +145,9 @@ class ModuleBuilder:
         if node.name in self.fusions:
             self._emit_fusion(self.fusions[node.name], out_block)
             return
+        if node.name in self.shuffles:
+            self._emit_shuffle(self.shuffles[node.name])
+            return
         if node.op is Op.CONV and self._emit_conv_kernel(node, out_block):
             return
         blocks = input_layouts(self.graph, node, self.layouts)
@@ -208,6 +213,25 @@ class ModuleBuilder:
         args = [self.value(x, fusion.pair.expand.in_block), *map(constant, built.packer(*weights))]
         call = relax.call_tir(built.gvar, args, _relax_type(fusion.depthwise.output, out_block))
         self.env[(fusion.depthwise.output, out_block)] = self.bb.emit(call)
+
+    def _emit_shuffle(self, shuffle: Shuffle) -> None:
+        """One kernel for a phase conv and its interleave (``convc.lower.fusion``); it writes
+        ``(N, M, Q1, s1, ...)``, which a Relax reshape (a view) makes the interleave's output."""
+        kernel = self.backend.shuffle_kernel
+        conv = shuffle.conv
+        if kernel is None:
+            raise CodegenError(f"node {conv.name!r} is marked subpixel_shuffle, which the "
+                               f"{self.backend.kind} backend does not have")
+        config = kernel.default_config(shuffle.shuffled, self.machine)
+        built = self._conv_kernel(("shuffle", shuffle.shuffled, config), lambda: kernel.build(shuffle.shuffled, config),
+                                  f"conv_{kernel.name}", [conv.name, shuffle.interleave.name])
+        (x, w, *bias), _ = split_conv_inputs(conv.attrs, conv.inputs)
+        packed_w, packed_b = built.packer(self.graph.constants[w], self.graph.constants[bias[0]] if bias else None)
+        args = [self.value(x, PLAIN), constant(packed_w), *([constant(packed_b)] if bias else [])]
+        out = shuffle.interleave.output
+        stored = relax.TensorType(shuffle.shuffled.stored_shape, out.dtype)
+        call = self.bb.emit(relax.call_tir(built.gvar, args, stored))
+        self.env[(out, PLAIN)] = self.bb.emit(relax.op.reshape(call, out.shape))
 
     def _operand(self, operand: Value, out: Value, block: int) -> relax.Expr:
         """An epilogue operand in the form the backend's conv kernels read."""

@@ -21,7 +21,7 @@ from convc.errors import ConvcError
 from convc.ir import Graph, Node, Op
 from convc.ir.ops.conv import Algorithm, constant_weights
 from convc.layout import conv_layouts, plan_layouts
-from convc.lower.fusion import candidate_fusions
+from convc.lower.fusion import FUSION, FUSIONS, SHUFFLE, candidate_fusions, candidate_shuffles
 from convc.schedules.cpu.blocked import ConvProblem
 
 CHOICES = backend_of_kind("llvm").choices  # the CPU's kernels; a target's are ``backend_of(target).choices``
@@ -71,14 +71,16 @@ def source_name(node: Node) -> str:
 def select_schedules(graph: Graph, block: int, request: ScheduleRequest = ScheduleRequest(),
                      tuned: Mapping[ConvProblem, tuple[Any, Any]] | None = None,
                      backend: Backend | None = None, machine: Any = None,
-                     fuse: bool = True) -> tuple[Graph, list[Decision]]:
+                     fusions: frozenset[str] = FUSIONS) -> tuple[Graph, list[Decision]]:
     """``graph`` with every conv's ``algorithm`` set, and the decisions made.
 
     ``block`` is the channel block of the target's layout; ``backend`` the target's backend
     (default: the CPU's) and ``machine`` its machine model (default: the backend's default).
     ``tuned`` maps a conv's problem to the (kernel, config) measured best for it. With
-    ``fuse``, expansions and their depthwise convs that the backend's pair kernel computes are
-    marked ``expand_depthwise`` (see ``convc.lower.fusion``)."""
+    ``FUSION`` in ``fusions``, expansions and their depthwise convs that the backend's pair
+    kernel computes are marked ``expand_depthwise``; with ``SHUFFLE``, the phase convs the
+    backend's shuffle kernel computes with their interleave are marked ``subpixel_shuffle``
+    (see ``convc.lower.fusion``)."""
     backend = backend or backend_of_kind("llvm")
     layouts = plan_layouts(graph, block)
     nodes, decisions, requested = [], [], set()
@@ -109,8 +111,10 @@ def select_schedules(graph: Graph, block: int, request: ScheduleRequest = Schedu
         nodes.append(dataclasses.replace(node, attrs=dataclasses.replace(node.attrs,
                                                                          algorithm=Algorithm(picked))))
     graph = dataclasses.replace(graph, nodes=tuple(nodes), constants=dict(graph.constants))
-    if fuse:
+    if FUSION in fusions:
         graph = _mark_fusions(graph, layouts, block, backend, requested, decisions)
+    if SHUFFLE in fusions:
+        graph = _mark_shuffles(graph, layouts, backend, requested, decisions)
     return graph, decisions
 
 
@@ -128,6 +132,22 @@ def _mark_fusions(graph: Graph, layouts, block: int, backend: Backend, requested
                                                "(one kernel: the expanded tensor stays in cache)")
     nodes = tuple(dataclasses.replace(n, attrs=dataclasses.replace(n.attrs, algorithm=fused))
                   if n.name in partner else n for n in graph.nodes)
+    return dataclasses.replace(graph, nodes=nodes, constants=dict(graph.constants))
+
+
+def _mark_shuffles(graph: Graph, layouts, backend: Backend, requested: set[str],
+                   decisions: list[Decision]) -> Graph:
+    """``graph`` with the phase convs the shuffle kernel computes with their interleave marked
+    (layers the user asked a kernel for excluded); their decisions say so."""
+    shuffles = {f.conv.name: f.interleave.name for f in candidate_shuffles(graph, layouts, backend.shuffle_kernel)
+                if f.conv.name not in requested}
+    marked = Algorithm.SUBPIXEL_SHUFFLE
+    for i, d in enumerate(decisions):
+        if d.node in shuffles:
+            decisions[i] = dataclasses.replace(d, picked=marked.value, note=f"fused with {shuffles[d.node]!r} "
+                                               "(one kernel writes the phases interleaved)")
+    nodes = tuple(dataclasses.replace(n, attrs=dataclasses.replace(n.attrs, algorithm=marked))
+                  if n.name in shuffles else n for n in graph.nodes)
     return dataclasses.replace(graph, nodes=nodes, constants=dict(graph.constants))
 
 

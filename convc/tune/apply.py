@@ -15,6 +15,7 @@ from typing import Any
 import tvm
 
 from convc.ir import Graph
+from convc.lower.fusion import FUSIONS
 from convc.schedules.cpu.blocked import ConvProblem
 from convc.tune.database import Database, Record, TuningDatabaseError, compatible, versions
 from convc.tune.encode import decode_config, plain
@@ -43,15 +44,14 @@ def decode_record(record: Record, task: Task) -> tuple[Any, Any] | None:
     return None if config is None else (kernel, config)
 
 
-def load_tuned(db: str, graph: Graph, target: tvm.target.Target, fuse: bool = True) -> Tuned:
+def load_tuned(db: str, graph: Graph, target: tvm.target.Target, fusions: frozenset[str] = FUSIONS) -> Tuned:
     """The best usable record per task of ``graph`` (after the rewrite passes) in ``db``;
-    ``fuse``: whether the compile fuses expansions with their depthwise convs (their convs are
-    then no tasks, see ``extract_tasks``)."""
+    ``fusions``: the fusions the compile makes (their convs are no tasks, see ``extract_tasks``)."""
     database = Database(db)
     if not database.root.is_dir():
         raise TuningDatabaseError(f"tuning database {db} does not exist (create one with `convc tune`)")
     key, current = plain(TargetKey.of(target)), versions()
-    tasks = {t.signature: t for t in extract_tasks(graph, target, fuse)}
+    tasks = {t.signature: t for t in extract_tasks(graph, target, fusions)}
     ignored: Counter[str] = Counter()
     best: dict[str, list[Record]] = {}
     for record in database.records():

@@ -27,6 +27,7 @@ import numpy as np
 import tvm
 
 from convc.ir import Graph
+from convc.lower.fusion import FUSIONS
 from convc.tune.database import Database, Record
 from convc.tune.measure import Outcome, Trial
 from convc.tune.search import TaskSearch, outcome_record
@@ -37,10 +38,10 @@ RUNS = 15            # model runs per build per round
 PAUSE = 0.05         # seconds of idle before each round, so the other build's spinning threads sleep
 
 
-def _build(graph: Graph, target: tvm.target.Target, tuned: dict | None, fuse: bool):
+def _build(graph: Graph, target: tvm.target.Target, tuned: dict | None, fusions: frozenset[str]):
     from convc.compiler import choose_kernels
     from convc.lower import build
-    planned, _ = choose_kernels(graph, target, tuned, fuse=fuse)
+    planned, _ = choose_kernels(graph, target, tuned, fusions=fusions)
     return build(planned, target, tuned)
 
 
@@ -73,9 +74,10 @@ def _task_seconds(per_node: dict, nodes: tuple[str, ...]) -> float | None:
 
 
 def confirm_in_network(graph: Graph, target: tvm.target.Target, searches: Sequence[TaskSearch],
-                       database: Database, key: dict, versions: dict, device: str, fuse: bool = True) -> list[Record]:
+                       database: Database, key: dict, versions: dict, device: str,
+                       fusions: frozenset[str] = FUSIONS) -> list[Record]:
     """Time the tasks whose tuned pick differs from their default inside the model (compiled
-    with the expand-depthwise fusion if ``fuse``) and append the network records (see the
+    with the enabled ``fusions``) and append the network records (see the
     module docstring); returns them."""
     from convc.tune.apply import decode_record
     picks: dict[Any, tuple[TaskSearch, Any, Any]] = {}
@@ -86,8 +88,8 @@ def confirm_in_network(graph: Graph, target: tvm.target.Target, searches: Sequen
             picks[search.task.problem] = (search, *choice)
     if not picks:
         return []
-    builds = {"default": _build(graph, target, None, fuse),
-              "tuned": _build(graph, target, {p: (k, c) for p, (_, k, c) in picks.items()}, fuse)}
+    builds = {"default": _build(graph, target, None, fusions),
+              "tuned": _build(graph, target, {p: (k, c) for p, (_, k, c) in picks.items()}, fusions)}
     inputs = _inputs(builds["default"])
     samples: dict[str, dict[str, list[float]]] = {name: {} for name in builds}
     for name, model in builds.items():  # warm-up

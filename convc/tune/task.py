@@ -19,7 +19,7 @@ from convc.backend import Backend, backend, backend_of
 from convc.ir import Graph, Op
 from convc.ir.ops.conv import constant_weights
 from convc.layout import conv_layouts, plan_layouts
-from convc.lower.fusion import candidate_fusions
+from convc.lower.fusion import FUSION, FUSIONS, SHUFFLE, candidate_fusions, candidate_shuffles
 from convc.schedules.cpu.blocked import ConvProblem
 from convc.tune.encode import digest, plain
 
@@ -108,23 +108,26 @@ def applicable(problem: ConvProblem, candidates: Sequence[Any]) -> list[Any]:
     return [k for k in candidates if k.decline(problem) is None]
 
 
-def extract_tasks(graph: Graph, target: tvm.target.Target, fuse: bool = True) -> list[Task]:
+def extract_tasks(graph: Graph, target: tvm.target.Target, fusions: frozenset[str] = FUSIONS) -> list[Task]:
     """The tasks of a rewritten graph (after ``convc.compiler.lower_to_ir``), in first-use order.
 
     A conv is a task when its weight (and bias) are constants and a conv kernel of the
     target's backend applies: exactly the convs the backend compiles with such a kernel,
-    with the layouts it uses. With ``fuse`` (as compiled by default), the convs of the pairs
-    the backend's pair kernel computes (``convc.lower.fusion``) are not tasks: they compile
-    to the fused kernel, whatever their records say.
+    with the layouts it uses. The convs the enabled ``fusions`` compute in a fused kernel (all
+    of them by default: the pairs of the backend's pair kernel, the phase convs of its shuffle
+    kernel, see ``convc.lower.fusion``) are not tasks: they compile to the fused kernel,
+    whatever their records say.
     """
     kernels = backend_of(target)
     machine = kernels.machine(target)
     block = kernels.channel_block(target)
     layouts = plan_layouts(graph, block)
     fused = set()
-    if fuse:
+    if FUSION in fusions:
         for f in candidate_fusions(graph, layouts, block, kernels.pair_kernel):
             fused |= {f.expand.name, f.depthwise.name}
+    if SHUFFLE in fusions:
+        fused |= {f.conv.name for f in candidate_shuffles(graph, layouts, kernels.shuffle_kernel)}
     nodes: dict[ConvProblem, list[str]] = {}
     for node in graph.nodes:
         if node.op is not Op.CONV or node.name in fused:

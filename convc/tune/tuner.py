@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Collection, Mapping, Sequence
 
 from convc.errors import ConvcError
-from convc.lower.fusion import FUSION
+from convc.lower.fusion import FUSIONS, enabled_fusions
 from convc.target import resolve_target
 from convc.tune.database import Database, iter_compatible, versions
 from convc.tune.encode import plain
@@ -106,14 +106,14 @@ def tune(model, db: str, target: str = "llvm", trials: int | None = None, time_b
     tvm_target = resolve_target(target)
     check_dtype(dtype)
     measurer = _measurer(tvm_target, rpc_tracker, rpc_key, timing)
-    fuse = FUSION not in disable_passes
-    graph = convert_dtype(lower_to_ir(model, input_shapes, disable_passes=set(disable_passes) - {FUSION}), dtype)
+    fusions = enabled_fusions(disable_passes)
+    graph = convert_dtype(lower_to_ir(model, input_shapes, disable_passes=set(disable_passes) - FUSIONS), dtype)
     database = Database(db)
     key, current = plain(TargetKey.of(tvm_target)), versions()
     mode = timing.mode(tvm_target)
     old = [r for r in iter_compatible(database.records(), key, current) if r.timing == mode]
     searches = [TaskSearch(i, t, candidates or t.backend.candidates, [r for r in old if r.task == t.signature])
-                for i, t in enumerate(extract_tasks(graph, tvm_target, fuse))]
+                for i, t in enumerate(extract_tasks(graph, tvm_target, fusions))]
     active = select_tasks(searches, tasks)
     progress = progress or Progress()
     progress.start(active, budget.trials, budget.seconds, measurer.device)
@@ -136,7 +136,7 @@ def tune(model, db: str, target: str = "llvm", trials: int | None = None, time_b
             run += 1
             progress.trial(search, record, active)
     if isinstance(measurer, LocalMeasurer) and tvm_target.kind.name == "llvm" and confirm:
-        checked = confirm_in_network(graph, tvm_target, active, database, key, current, measurer.device, fuse)
+        checked = confirm_in_network(graph, tvm_target, active, database, key, current, measurer.device, fusions)
         progress.network(checked)
     report = TuneReport(tuple(searches), run, time.monotonic() - start)
     progress.finish(active, report)

@@ -32,6 +32,7 @@ class Algorithm(str, enum.Enum):
     NARROW = "narrow"
     GENERIC = "generic"
     EXPAND_DEPTHWISE = "expand_depthwise"  # CPU: a 1x1 expansion and its depthwise conv in one kernel
+    SUBPIXEL_SHUFFLE = "subpixel_shuffle"  # CPU: a phase conv writing its phases interleaved
     IMPLICIT_GEMM = "implicit_gemm"  # CUDA: the im2col GEMM without a patch matrix
     TENSOR_CORE = "tensorcore"       # CUDA: implicit GEMM on fp16 tensor cores
 
