@@ -171,8 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dump-ir", action="store_true", help="print the IR after import and after every pass")
     p.add_argument("--schedule", metavar="SPEC", help=SCHEDULE_HELP)
     p.add_argument("--disable-pass", action="append", metavar="PASS",
-                   help="skip an optional rewrite (subpixel, fuse_epilogue, simplify) or the fusion of "
-                        "expansions with their depthwise convs (fuse_expand_depthwise); repeatable")
+                   help="skip an optional rewrite (subpixel, fuse_epilogue, simplify) or a kernel fusion: "
+                        "expansions with their depthwise convs (fuse_expand_depthwise), sub-pixel convs "
+                        "with their pixel shuffle (fuse_subpixel_shuffle); repeatable")
     p.add_argument("--tuning-db", metavar="DIR", help=TUNING_DB_HELP)
     p.set_defaults(func=cmd_compile)
 
