@@ -125,29 +125,27 @@ def _mark_fusions(graph: Graph, layouts, block: int, backend: Backend, requested
     pairs = [f for f in candidate_fusions(graph, layouts, block, backend.pair_kernel)
              if not {f.expand.name, f.depthwise.name} & requested]
     partner = {**{f.expand.name: f.depthwise.name for f in pairs}, **{f.depthwise.name: f.expand.name for f in pairs}}
-    fused = Algorithm.EXPAND_DEPTHWISE
-    for i, d in enumerate(decisions):
-        if d.node in partner:
-            decisions[i] = dataclasses.replace(d, picked=fused.value, note=f"fused with {partner[d.node]!r} "
-                                               "(one kernel: the expanded tensor stays in cache)")
-    nodes = tuple(dataclasses.replace(n, attrs=dataclasses.replace(n.attrs, algorithm=fused))
-                  if n.name in partner else n for n in graph.nodes)
-    return dataclasses.replace(graph, nodes=nodes, constants=dict(graph.constants))
+    return _mark(graph, decisions, partner, Algorithm.EXPAND_DEPTHWISE, "one kernel: the expanded tensor stays in cache")
 
 
 def _mark_shuffles(graph: Graph, layouts, backend: Backend, requested: set[str],
                    decisions: list[Decision]) -> Graph:
     """``graph`` with the phase convs the shuffle kernel computes with their interleave marked
     (layers the user asked a kernel for excluded); their decisions say so."""
-    shuffles = {f.conv.name: f.interleave.name for f in candidate_shuffles(graph, layouts, backend.shuffle_kernel)
-                if f.conv.name not in requested}
-    marked = Algorithm.SUBPIXEL_SHUFFLE
+    partner = {f.conv.name: f.interleave.name for f in candidate_shuffles(graph, layouts, backend.shuffle_kernel)
+               if f.conv.name not in requested}
+    return _mark(graph, decisions, partner, Algorithm.SUBPIXEL_SHUFFLE, "one kernel writes the phases interleaved")
+
+
+def _mark(graph: Graph, decisions: list[Decision], partner: dict[str, str], algorithm: Algorithm,
+          why: str) -> Graph:
+    """``graph`` with the conv nodes named in ``partner`` set to ``algorithm``; their decisions
+    say which node they are fused with, and ``why``."""
     for i, d in enumerate(decisions):
-        if d.node in shuffles:
-            decisions[i] = dataclasses.replace(d, picked=marked.value, note=f"fused with {shuffles[d.node]!r} "
-                                               "(one kernel writes the phases interleaved)")
-    nodes = tuple(dataclasses.replace(n, attrs=dataclasses.replace(n.attrs, algorithm=marked))
-                  if n.name in shuffles else n for n in graph.nodes)
+        if d.node in partner:
+            decisions[i] = dataclasses.replace(d, picked=algorithm.value, note=f"fused with {partner[d.node]!r} ({why})")
+    nodes = tuple(dataclasses.replace(n, attrs=dataclasses.replace(n.attrs, algorithm=algorithm))
+                  if n.name in partner else n for n in graph.nodes)
     return dataclasses.replace(graph, nodes=nodes, constants=dict(graph.constants))
 
 
