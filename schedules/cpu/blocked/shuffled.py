@@ -94,7 +94,7 @@ class SubpixelShuffle:
             return "an epilogue with operands"
         if len(s.phases) != p.ndim or p.out_channels % s.phase_count:
             return f"{p.out_channels} channels do not split into {s.phase_count} phases"
-        if _vector_width(p.out_size[-1], 16) < MIN_VECTOR:
+        if stages.widest_vector(p.out_size[-1], 16) < MIN_VECTOR:
             return f"{p.out_size[-1]} positions on the last axis: no vector of {MIN_VECTOR} or more divides them"
         return unsupported_step(p.epilogue)
 
@@ -103,7 +103,7 @@ class SubpixelShuffle:
         registers (accumulators, the input vectors and a few broadcast weights), fewest loads
         per FMA on a tie; a tile must divide the channels and the last axis."""
         p, phases = s.conv, s.phase_count
-        vec = _vector_width(p.out_size[-1], machine.lanes)
+        vec = stages.widest_vector(p.out_size[-1], machine.lanes)
         width = p.out_size[-1] // vec
         options = [(t, v) for t in stages.divisors(s.out_channels) for v in stages.divisors(width)
                    if phases * t * v + v + BROADCAST_REGISTERS <= machine.registers]
@@ -121,11 +121,6 @@ MIN_VECTOR = 8
 
 # Vector registers LLVM keeps for weights broadcast from memory between FMAs.
 BROADCAST_REGISTERS = 4
-
-
-def _vector_width(positions: int, lanes: int) -> int:
-    """The widest power of two up to ``lanes`` dividing ``positions``."""
-    return next(v for v in (16, 8, 4, 2, 1) if v <= lanes and positions % v == 0)
 
 
 def _build(s: ShuffledConv, cfg: ShuffledConfig) -> KernelBuild:

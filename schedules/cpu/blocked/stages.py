@@ -108,7 +108,12 @@ def vector_block(p: ConvProblem, lanes: int) -> int:
     ``lanes`` that divides the channels of a group."""
     if p.out_block:
         return p.out_block
-    return next(b for b in (16, 8, 4, 2, 1) if b <= lanes and p.out_per_group % b == 0)
+    return widest_vector(p.out_per_group, lanes)
+
+
+def widest_vector(count: int, lanes: int) -> int:
+    """The widest power of two up to ``lanes`` (at most 16) that divides ``count``."""
+    return next(b for b in (16, 8, 4, 2, 1) if b <= lanes and count % b == 0)
 
 
 def divisors(n: int) -> list[int]:
