@@ -83,6 +83,10 @@ def bench_model(name: str, model, threads: int, stock_tvm: bool, tuning_db: str 
     variants = {"convc": compiled}
     if _has_conv_transpose(model):
         variants["zero_insertion"] = convc.compile(model, disable_passes={"subpixel"})
+        if name.startswith("layer:"):
+            direct = _zero_insertion_direct(model)
+            if direct is not None:
+                variants["zero_insertion_direct"] = direct
     if tuning_db is not None:
         variants["tuned"] = convc.compile(model, tuning_db=tuning_db)
     errors = {label: max(relative_l2(a, e) for a, e in zip(m.run(inputs), expected))
@@ -100,6 +104,17 @@ def bench_model(name: str, model, threads: int, stock_tvm: bool, tuning_db: str 
         run(inputs)
         result["stock_tvm_ms"] = statistics.median(_timed(lambda: run(inputs), 3)) * 1e3
     return result
+
+
+def _zero_insertion_direct(model):
+    """The zero-insertion form with every conv on the ``direct`` kernel: the zero-inserted conv
+    doing all its multiplications, which is the cost the sub-pixel form removes. (The cost
+    model may pick Winograd for a zero-inserted 3x3 or 2x2 conv, which saves multiplications
+    in a different way: the ``zero_insertion`` variant.) None where ``direct`` does not apply."""
+    import convc
+    compiled = convc.compile(model, disable_passes={"subpixel"}, schedule="direct")
+    convs = [symbol for symbol, _ in compiled.signature.kernels if symbol.startswith("conv_")]
+    return compiled if convs and all(s.startswith("conv_direct") for s in convs) else None
 
 
 def main(argv: list[str]) -> None:

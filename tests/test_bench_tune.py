@@ -1,10 +1,11 @@
-"""bench.tune fills a tuning database and records its time; the bench's tuned variant uses it."""
+"""bench.tune fills a tuning database and records its time; the bench's tuned variant uses it; a
+single transposed conv is also timed in the zero-insertion form on the direct kernel."""
 import json
 
 import numpy as np
 
 from bench import tune as bench_tune
-from bench.run import _tuned_rows
+from bench.run import _transposed_rows, _tuned_rows
 from bench.worker import bench_model
 from bench.suites import load_model
 from convc.tune.database import Database
@@ -30,3 +31,8 @@ def test_tuning_is_recorded_and_the_tuned_variant_matches_onnxruntime(tmp_path, 
     result["tuning"] = resumed
     (row,) = _tuned_rows([result])
     assert row.startswith(f"| {LAYER} |") and "min (2s, 1 thread(s))" in row
+
+    assert result["rel_l2"]["zero_insertion_direct"] < 1e-5  # every zero-inserted conv on `direct`
+    (row,) = _transposed_rows([result])
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert len(cells) == 8 and float(cells[2]) > float(cells[3])  # direct zero insertion slower than sub-pixel
