@@ -7,11 +7,11 @@ is freed after its last reader, and reshapes alias their input (no new buffer).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Collection
 
 import numpy as np
 
-from convc.ir import Graph, Node, Op
+from convc.ir import Graph, Node, Op, Value
 
 ALIASING_OPS = frozenset({Op.RESHAPE})
 
@@ -71,8 +71,9 @@ class MemoryReport:
     peak_after: str          # the node after which the peak occurs
 
 
-def activation_memory(graph: Graph) -> MemoryReport:
-    """Liveness over the node order: graph inputs and node outputs are live until last read."""
+def activation_memory(graph: Graph, unstored: Collection[Value] = ()) -> MemoryReport:
+    """Liveness over the node order: graph inputs and node outputs are live until last read.
+    ``unstored`` values take no memory (a fused kernel keeps them in registers and cache)."""
     last_use: dict = {}
     for index, node in enumerate(graph.nodes):
         for value in node.inputs:
@@ -94,7 +95,7 @@ def activation_memory(graph: Graph) -> MemoryReport:
             if node.op in ALIASING_OPS and not graph.is_constant(node.inputs[0]):
                 owner[out] = buffer(node.inputs[0])
                 readers_left[owner[out]] = max(readers_left.get(owner[out], -1), last_use.get(out, -1))
-            else:
+            elif out not in unstored:
                 live[out] = out.type.nbytes
                 total += out.type.nbytes
                 readers_left[out] = last_use.get(out, -1)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from convc.analysis import activation_memory, node_flops, node_params
 from convc.ir import Graph, Node, Op
+from convc.lower.fusion import unstored_values
 
 
 @dataclass(frozen=True)
@@ -15,7 +16,7 @@ class LayerRow:
     shape: str
     params: int
     flops: int
-    activation_bytes: int
+    activation_bytes: int | None  # None: computed inside a fused kernel, never stored
     source: str       # the model node it came from
     rewritten_by: str  # the passes that rewrote it, if any
     schedule: str     # the conv kernel chosen ("" for other ops)
@@ -28,11 +29,13 @@ def _split_origin(node: Node) -> tuple[str, str]:
 
 def layer_rows(graph: Graph) -> list[LayerRow]:
     rows = []
+    unstored = unstored_values(graph)
     for node in graph.nodes:
         source, passes = _split_origin(node)
+        stored = [v for v in node.outputs if v not in unstored]
         rows.append(LayerRow(node.name, str(node.op), "x".join(map(str, node.output.shape)),
                              node_params(graph, node), node_flops(node),
-                             sum(v.type.nbytes for v in node.outputs), source, passes,
+                             sum(v.type.nbytes for v in stored) if stored else None, source, passes,
                              node.attrs.algorithm.value if node.op is Op.CONV else ""))
     return rows
 
@@ -57,12 +60,13 @@ def format_table(graph: Graph) -> str:
     """The inspect report of an already rewritten graph."""
     rows = layer_rows(graph)
     header = ("layer", "op", "output", "params", "FLOPs", "act. bytes", "schedule", "from", "rewritten by")
-    table = [header] + [(r.name, r.op, r.shape, _human(r.params), _human(r.flops), _bytes(r.activation_bytes),
+    table = [header] + [(r.name, r.op, r.shape, _human(r.params), _human(r.flops),
+                         "in kernel" if r.activation_bytes is None else _bytes(r.activation_bytes),
                          r.schedule or "-", r.source, r.rewritten_by or "-") for r in rows]
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
     lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    memory = activation_memory(graph)
+    memory = activation_memory(graph, unstored_values(graph))
     params = sum(v.type.size for v in graph.constants)
     param_bytes = sum(v.type.nbytes for v in graph.constants)
     lines += [

@@ -27,3 +27,15 @@ def test_peak_memory_reuses_dead_buffers_and_aliases_reshapes():
     mem = activation_memory(b.build([d]))
     assert mem.total_bytes == 4 * 4000
     assert mem.peak_bytes == 2 * 4000  # never more than a producer and its consumer
+
+
+def test_unstored_values_take_no_memory():
+    b = GraphBuilder()
+    x = b.add_input("x", TensorType((1000,), "float32"))         # 4000 B
+    a = b.emit1(Op.RELU, [x])                                     # kept in a fused kernel
+    c = b.emit1(Op.SIGMOID, [a])                                  # 4000 B
+    g = b.build([c])
+    stored = activation_memory(g)
+    assert (stored.total_bytes, stored.peak_bytes) == (3 * 4000, 2 * 4000)
+    mem = activation_memory(g, unstored={a})
+    assert (mem.total_bytes, mem.peak_bytes) == (2 * 4000, 4000)  # x and c never live together

@@ -15,7 +15,9 @@ from onnx import TensorProto, helper, numpy_helper
 import convc
 from convc.compiler import plan_schedules
 from convc.ir.ops.conv import Algorithm, conv_reference
-from convc.lower.fusion import FUSION
+from convc.analysis import activation_memory
+from convc.inspect import format_table, layer_rows
+from convc.lower.fusion import FUSION, unstored_values
 from convc.schedules.cpu.blocked import pack, unpack
 from convc.schedules.cpu.blocked.expand_depthwise import (EXPAND_DEPTHWISE, ExpandDepthwiseConfig, FusedPair)
 from convc.schedules.cpu.blocked.machine import Machine
@@ -153,6 +155,17 @@ def test_fusion_is_marked_and_explained():
     picked = {d.source: d for d in decisions}
     assert picked["expand"].picked == picked["dw"].picked == Algorithm.EXPAND_DEPTHWISE.value
     assert "fused with" in picked["dw"].note and picked["project"].picked == "1x1"
+
+
+def test_inspect_counts_no_memory_for_the_wide_tensor():
+    """The expansion's output lives in the fused kernel's band buffer: no activation memory."""
+    model = inverted_residual()
+    fused, _ = plan_schedules(model)
+    apart, _ = plan_schedules(model, disable_passes={FUSION})
+    expanded = next(r for r in layer_rows(fused) if r.source.endswith("'expand'"))
+    assert expanded.activation_bytes is None and "in kernel" in format_table(fused)
+    wide = 4 * 6 * B * 56 * 56
+    assert activation_memory(apart).total_bytes - activation_memory(fused, unstored_values(fused)).total_bytes == wide
 
 
 @pytest.mark.parametrize("options", [

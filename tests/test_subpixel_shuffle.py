@@ -14,7 +14,9 @@ from convc.compiler import lower_to_ir, plan_schedules
 from convc.ir import Op
 from convc.ir.ops.conv import Algorithm, EpilogueStep, conv_reference
 from convc.ir.ops.movement import InterleaveAttrs, _interleave_reference
-from convc.lower.fusion import SHUFFLE
+from convc.analysis import activation_memory
+from convc.inspect import format_table, layer_rows
+from convc.lower.fusion import SHUFFLE, unstored_values
 from convc.schedules.cpu.blocked.machine import Machine
 from convc.schedules.cpu.blocked.shuffled import SUBPIXEL_SHUFFLE, ShuffledConfig, ShuffledConv
 from convc.tune.task import extract_tasks
@@ -150,6 +152,16 @@ def test_shuffle_is_marked_and_can_be_turned_off():
     compiled = convc.compile(model, disable_passes={SHUFFLE})
     assert not _shuffle_kernels(compiled)
     _check_against_onnxruntime(model, compiled)
+
+
+def test_inspect_counts_no_memory_for_the_phase_conv_output():
+    """The shuffled conv's P*M-channel output never leaves the kernel; only the interleave is stored."""
+    fused, _ = plan_schedules(conv_transpose_model(32, 16, (8, 16), 2, 2))
+    conv, interleave = layer_rows(fused)
+    assert conv.activation_bytes is None and interleave.activation_bytes == 4 * 16 * 16 * 32
+    assert "in kernel" in format_table(fused)
+    memory = activation_memory(fused, unstored_values(fused))
+    assert memory.total_bytes == 4 * 32 * 8 * 16 + interleave.activation_bytes  # the input and the output
 
 
 @pytest.mark.parametrize("c, m, size, k, stride, pad, output_padding, then", [

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from convc.ir import Graph, Node, Op
+from convc.ir import Graph, Node, Op, Value
 from convc.ir.ops.conv import Algorithm, constant_weights
 from convc.layout import PLAIN, Layouts, conv_layouts
 from convc.schedules.cpu.blocked import ConvProblem
@@ -120,3 +120,23 @@ def candidate_shuffles(graph: Graph, layouts: Layouts, shuffle_kernel: Any) -> l
 def marked_shuffles(graph: Graph, layouts: Layouts) -> dict[str, Shuffle]:
     """The shuffles ``select_schedule`` marked, keyed by the name of their interleave node."""
     return {f.interleave.name: f for f in _shuffles(graph, layouts, marked=True)}
+
+
+def unstored_values(graph: Graph) -> set[Value]:
+    """The values the marked fusions compute inside their kernel and never write to memory: the
+    output of a conv marked ``subpixel_shuffle`` (its interleave's kernel computes it), and that
+    of an expansion marked ``expand_depthwise`` read by its marked depthwise conv."""
+    fused = (Algorithm.EXPAND_DEPTHWISE, Algorithm.SUBPIXEL_SHUFFLE)
+    marked = {n.output: n for n in graph.nodes if n.op is Op.CONV and n.attrs.algorithm in fused}
+    unstored = set()
+    for node in graph.nodes:
+        if node.op is Op.INTERLEAVE and len(node.inputs) == 1:
+            producer = marked.get(node.inputs[0])
+            if producer is not None and producer.attrs.algorithm is Algorithm.SUBPIXEL_SHUFFLE:
+                unstored.add(producer.output)
+        elif node.op is Op.CONV and node.attrs.algorithm is Algorithm.EXPAND_DEPTHWISE:
+            producer = marked.get(node.inputs[0])
+            if producer is not None and producer.attrs.algorithm is Algorithm.EXPAND_DEPTHWISE:
+                unstored.add(producer.output)
+    return unstored
+
