@@ -173,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--disable-pass", action="append", metavar="PASS",
                    help="skip an optional rewrite (subpixel, fuse_epilogue, simplify) or a kernel fusion: "
                         "expansions with their depthwise convs (fuse_expand_depthwise), sub-pixel convs "
-                        "with their pixel shuffle (fuse_subpixel_shuffle); repeatable")
+                        "with their pixel shuffle (fuse_subpixel_shuffle), phase convs writing into their "
+                        "interleaved output (write_phases_in_place); repeatable")
     p.add_argument("--tuning-db", metavar="DIR", help=TUNING_DB_HELP)
     p.set_defaults(func=cmd_compile)
 

@@ -36,8 +36,15 @@ def layer_rows(graph: Graph) -> list[LayerRow]:
         rows.append(LayerRow(node.name, str(node.op), "x".join(map(str, node.output.shape)),
                              node_params(graph, node), node_flops(node),
                              sum(v.type.nbytes for v in stored) if stored else None, source, passes,
-                             node.attrs.algorithm.value if node.op is Op.CONV else ""))
+                             _schedule(node)))
     return rows
+
+
+def _schedule(node: Node) -> str:
+    """A conv's kernel; "in place" for an interleave its phase convs write (no kernel of its own)."""
+    if node.op is Op.CONV:
+        return node.attrs.algorithm.value
+    return "in place" if node.op is Op.INTERLEAVE and node.attrs.in_place else ""
 
 
 def _human(n: float, unit: str = "") -> str:

@@ -26,8 +26,9 @@ from convc.errors import CodegenError, ConvcError
 from convc.ir import Graph, Node, Op, Value
 from convc.ir.ops.conv import constant_weights, split_conv_inputs
 from convc.layout import PLAIN, conv_layouts, input_layouts, plan_layouts
-from convc.lower.fusion import Fusion, Shuffle, marked_fusions, marked_shuffles
+from convc.lower.fusion import Fusion, PhaseWrites, Shuffle, marked_fusions, marked_phase_writes, marked_shuffles
 from convc.lower.layout import logical_view, store_blocked, stored_placeholder
+from convc.lower.strided_output import write_phases
 from convc.lower.registry import Tables, lowering_of
 from convc.runtime import SIGNATURE_FUNCTION, Signature
 from convc.schedules.cpu import ScheduleContext
@@ -68,8 +69,10 @@ class ModuleBuilder:
         self.layouts = plan_layouts(graph, block)
         self.fusions = marked_fusions(graph, self.layouts, block)
         self.shuffles = marked_shuffles(graph, self.layouts)
-        # computed in their pair's or their interleave's kernel
-        self.fused_away = {f.expand.name for f in self.fusions.values()} | {f.conv.name for f in self.shuffles.values()}
+        self.phase_writes = marked_phase_writes(graph, self.layouts)
+        # computed in their pair's or their interleave's kernel, or emitted at their interleave
+        self.fused_away = ({f.expand.name for f in self.fusions.values()} | {f.conv.name for f in self.shuffles.values()}
+                           | {c.name for f in self.phase_writes.values() for c in f.convs})
         self.bb = relax.BlockBuilder()
         self.env: dict[tuple[Value, int], relax.Expr] = {}  # (value, layout) -> expression
         self.kernels: dict[Any, _Kernel] = {}
@@ -148,6 +151,9 @@ class ModuleBuilder:
         if node.name in self.shuffles:
             self._emit_shuffle(self.shuffles[node.name])
             return
+        if node.name in self.phase_writes:
+            self._emit_phase_writes(self.phase_writes[node.name], out_block)
+            return
         if node.op is Op.CONV and self._emit_conv_kernel(node, out_block):
             return
         blocks = input_layouts(self.graph, node, self.layouts)
@@ -165,25 +171,58 @@ class ModuleBuilder:
     def _emit_conv_kernel(self, node: Node, out_block: int) -> bool:
         """Emit ``node`` with a conv kernel of the backend; False when none applies (then it is
         lowered like any other node, in the plain layout)."""
-        if not constant_weights(self.graph, node):
+        call = self._conv_call(node, out_block)
+        if call is None:
             return False
+        gvar, args = call
+        self.env[(node.output, out_block)] = self.bb.emit(relax.call_tir(gvar, args, _relax_type(node.output, out_block)))
+        return True
+
+    def _conv_call(self, node: Node, out_block: int, phases: tuple | None = None):
+        """(kernel, arguments) of a conv kernel of the backend computing ``node``, None when none
+        applies; with ``phases`` (``write_phases``' strides, first phase and channels per phase),
+        the kernel writes into the interleaved output, its last parameter."""
+        if not constant_weights(self.graph, node):
+            return None
         (x, w, *bias), operands = split_conv_inputs(node.attrs, node.inputs)
         in_block, _ = conv_layouts(node, self.layouts, self.block)
         problem = ConvProblem.from_node(node, in_block, out_block)
         kernel, config = pick_conv_kernel(node, problem, self.tuned, self.backend, self.machine)
         if kernel is None:
-            return False
-        key = ("conv", problem, kernel.name, config)
-        built = self._conv_kernel(key, lambda: kernel.build(problem, config), f"conv_{kernel.name}", [node.name])
+            return None
+
+        def build():
+            built = kernel.build(problem, config)
+            return built if phases is None else dataclasses.replace(built, func=write_phases(built.func, *phases))
+        name = f"conv_{kernel.name}" if phases is None else f"conv_{kernel.name}_phases"
+        built = self._conv_kernel(("conv", problem, kernel.name, config, phases), build, name, [node.name])
         packed_w, packed_b = built.packer(self.graph.constants[w], self.graph.constants[bias[0]] if bias else None)
         args = [self.value(x, in_block), constant(packed_w)]
         if bias:
             args.append(constant(packed_b))
         for operand in operands:
             args.append(self._operand(operand, node.output, out_block))
-        call = relax.call_tir(built.gvar, args, _relax_type(node.output, out_block))
-        self.env[(node.output, out_block)] = self.bb.emit(call)
-        return True
+        return built.gvar, args
+
+    def _emit_phase_writes(self, writes: PhaseWrites, out_block: int) -> None:
+        """The phase convs of an interleave writing their rows into its output
+        (``convc.lower.fusion``): the first allocates it, the others write in place."""
+        out = writes.interleave.output
+        out_type = _relax_type(out, out_block)
+        strides, per_phase = writes.interleave.attrs.strides, physical_shape(out.shape, out_block)[1]
+        result, first = None, 0
+        for conv in writes.convs:
+            call = self._conv_call(conv, out_block, (strides, first, per_phase))
+            if call is None:
+                raise CodegenError(f"node {conv.name!r}: no conv kernel to write into {writes.interleave.name!r}")
+            gvar, args = call
+            if result is None:
+                result = self.bb.emit(relax.call_tir(gvar, args, out_type))
+                self.symbols[gvar.name_hint].append(writes.interleave.name)
+            else:
+                result = self.bb.emit(relax.call_tir_inplace(gvar, [*args, result], len(args), out_type))
+            first += conv.output.shape[1] // out.shape[1]
+        self.env[(out, out_block)] = result
 
     def _conv_kernel(self, key: Any, build, name: str, users: list[str]) -> _Kernel:
         """The conv kernel of ``key``: built (``build()``: a ``func`` and its ``pack_weight``)

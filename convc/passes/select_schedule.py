@@ -21,7 +21,8 @@ from convc.errors import ConvcError
 from convc.ir import Graph, Node, Op
 from convc.ir.ops.conv import Algorithm, constant_weights
 from convc.layout import conv_layouts, plan_layouts
-from convc.lower.fusion import FUSION, FUSIONS, SHUFFLE, candidate_fusions, candidate_shuffles
+from convc.lower.fusion import (FUSION, FUSIONS, PHASE_WRITES, SHUFFLE, candidate_fusions, candidate_phase_writes,
+                                candidate_shuffles)
 from convc.schedules.cpu.blocked import ConvProblem
 
 CHOICES = backend_of_kind("llvm").choices  # the CPU's kernels; a target's are ``backend_of(target).choices``
@@ -80,7 +81,8 @@ def select_schedules(graph: Graph, block: int, request: ScheduleRequest = Schedu
     ``FUSION`` in ``fusions``, expansions and their depthwise convs that the backend's pair
     kernel computes are marked ``expand_depthwise``; with ``SHUFFLE``, the phase convs the
     backend's shuffle kernel computes with their interleave are marked ``subpixel_shuffle``
-    (see ``convc.lower.fusion``)."""
+    (see ``convc.lower.fusion``); with ``PHASE_WRITES``, the interleaves whose phase convs can
+    write into the interleaved output are marked ``in_place``."""
     backend = backend or backend_of_kind("llvm")
     layouts = plan_layouts(graph, block)
     nodes, decisions, requested = [], [], set()
@@ -115,6 +117,8 @@ def select_schedules(graph: Graph, block: int, request: ScheduleRequest = Schedu
         graph = _mark_fusions(graph, layouts, block, backend, requested, decisions)
     if SHUFFLE in fusions:
         graph = _mark_shuffles(graph, layouts, backend, requested, decisions)
+    if PHASE_WRITES in fusions:
+        graph = _mark_phase_writes(graph, layouts, decisions)
     return graph, decisions
 
 
@@ -135,6 +139,20 @@ def _mark_shuffles(graph: Graph, layouts, backend: Backend, requested: set[str],
     partner = {f.conv.name: f.interleave.name for f in candidate_shuffles(graph, layouts, backend.shuffle_kernel)
                if f.conv.name not in requested}
     return _mark(graph, decisions, partner, Algorithm.SUBPIXEL_SHUFFLE, "one kernel writes the phases interleaved")
+
+
+def _mark_phase_writes(graph: Graph, layouts, decisions: list[Decision]) -> Graph:
+    """``graph`` with the interleaves whose phase convs write into their output marked
+    ``in_place``; the convs' decisions say so."""
+    marked = {f.interleave.name: f for f in candidate_phase_writes(graph, layouts)}
+    writer = {c.name: name for name, f in marked.items() for c in f.convs}
+    for i, d in enumerate(decisions):
+        if d.node in writer:
+            note = f"writes its rows into {writer[d.node]!r} in place (no interleave kernel)"
+            decisions[i] = dataclasses.replace(d, note="; ".join(filter(None, (d.note, note))))
+    nodes = tuple(dataclasses.replace(n, attrs=dataclasses.replace(n.attrs, in_place=True))
+                  if n.name in marked else n for n in graph.nodes)
+    return dataclasses.replace(graph, nodes=nodes, constants=dict(graph.constants))
 
 
 def _mark(graph: Graph, decisions: list[Decision], partner: dict[str, str], algorithm: Algorithm,

@@ -91,6 +91,8 @@ class InterleaveAttrs:
     strides: tuple[int, ...]
     starts: tuple[int, ...]
     out_size: tuple[int, ...]
+    in_place: bool = False  # code generation only: the phase convs write their rows straight into
+                            # the output (``convc.lower.fusion``: PHASE_WRITES); same result
 
 
 def _infer_reshape(attrs: ReshapeAttrs, types):
