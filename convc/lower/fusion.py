@@ -202,4 +202,3 @@ def candidate_phase_writes(graph: Graph, layouts: Layouts) -> list[PhaseWrites]:
 def marked_phase_writes(graph: Graph, layouts: Layouts) -> dict[str, PhaseWrites]:
     """The interleaves ``select_schedule`` marked ``in_place``, keyed by their node's name."""
     return {f.interleave.name: f for f in _phase_writes(graph, layouts, marked=True)}
-
