@@ -176,15 +176,14 @@ def _phase_writes(graph: Graph, layouts: Layouts, marked: bool = False):
     ``marked``, only interleaves marked ``in_place``."""
     producers, consumers = graph.producers(), graph.consumers()
     outputs = set(graph.outputs)
-    kernels = set(Algorithm) - NOT_WRITING_PHASES
     for node in graph.nodes:
         if node.op is not Op.INTERLEAVE or (marked and not node.attrs.in_place):
             continue
         block = layouts[node.output]
         convs = tuple(producers.get(v) for v in node.inputs)
-        if (not block or any(c is None or c.op is not Op.CONV or c.output in outputs or c.attrs.algorithm not in kernels
-                             or len(consumers.get(c.output, [])) != 1 or layouts.get(c.output) != block
-                             or not constant_weights(graph, c) for c in convs)):
+        if (not block or any(c is None or c.op is not Op.CONV or c.output in outputs
+                             or c.attrs.algorithm in NOT_WRITING_PHASES or len(consumers.get(c.output, [])) != 1
+                             or layouts.get(c.output) != block or not constant_weights(graph, c) for c in convs)):
             continue
         a, rows = node.attrs, node.inputs[0].shape[2:]
         channels = node.output.shape[1]

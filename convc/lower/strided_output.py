@@ -34,7 +34,7 @@ def write_phases(func: tirx.PrimFunc, strides: Sequence[int], first: int, per_ph
     full = [shape[0], per_phase, *(q * s for q, s in zip(shape[2:], strides)), *shape[2 + len(strides):]]
     new = tirx.decl_buffer(full, old.ty.dtype, old.name, data_alignment=old.ty.data_alignment,
                            offset_factor=old.ty.offset_factor)
-    remap = _Remap(old, new, tuple(strides), first, per_phase, len(shape))
+    remap = _Remap(old, new, tuple(strides), first, per_phase)
     body = remap.stmt(func.body)
     if not remap.stores:
         raise CodegenError(f"write_phases: the kernel never stores to its output {old.name!r}")
@@ -44,9 +44,9 @@ def write_phases(func: tirx.PrimFunc, strides: Sequence[int], first: int, per_ph
 class _Remap:
     """Rebuilds the statements that store to ``old`` (stores and block write regions) onto ``new``."""
 
-    def __init__(self, old, new, strides: tuple[int, ...], first: int, per_phase: int, rank: int):
+    def __init__(self, old, new, strides: tuple[int, ...], first: int, per_phase: int):
         self.old, self.new, self.strides = old, new, strides
-        self.first, self.per_phase, self.rank = first, per_phase, rank
+        self.first, self.per_phase = first, per_phase
         self.stores = 0
 
     def _digits(self, phase) -> list:
