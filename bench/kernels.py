@@ -84,6 +84,7 @@ def worker(threads: int, only: set[str] | None, generic: bool, block: int | None
     from convc.ir.ops.conv import conv_reference
     from convc.schedules.cpu.blocked import CANDIDATES, choose, pack, physical_shape, unpack
     from convc.schedules.cpu.blocked.machine import Machine
+    from convc.schedules.cpu.tasks import one_task_per_core
     from convc.target import channel_block, resolve_target
 
     target = resolve_target("llvm")
@@ -106,7 +107,8 @@ def worker(threads: int, only: set[str] | None, generic: bool, block: int | None
                 continue
             config = kernel.default_config(p, machine)
             build = kernel.build(p, config)
-            lib = tvm.compile(tvm.IRModule({"main": build.func}), target=target)
+            func = one_task_per_core(build.func, machine.cores)  # as convc compiles it
+            lib = tvm.compile(tvm.IRModule({"main": func}), target=target)
             wp, bp = build.pack_weight(w, b)
             out = tvm.runtime.tensor(np.zeros(physical_shape(p.out_shape, p.out_block), np.float32))
             args = [tvm.runtime.tensor(a) for a in (pack(x, p.in_block), wp, bp)] + [out]

@@ -55,6 +55,7 @@ class Backend:
     pack_operand: OperandPacker                  # a constant epilogue operand as the kernels read it
     device_code: Callable[[Any, tvm.target.Target], "DeviceCode | None"]  # checks the built module
     relax_pipeline: Callable[[tvm.target.Target], Any] | None  # tvm.compile's (None: TVM's default)
+    finish: Callable[[Any, Any], Any]            # (scheduled PrimFunc, machine) -> the PrimFunc compiled
     pair_kernel: Any = None                      # one kernel for an expansion and its depthwise conv
                                                  # (convc.lower.fusion), or None
     shuffle_kernel: Any = None                   # one kernel for a phase conv and its interleave
@@ -70,18 +71,24 @@ def _no_device_code(module, target) -> None:
     return None
 
 
+def _as_scheduled(func, machine):
+    return func
+
+
 def _cpu() -> Backend:
     from convc.schedules import cpu
     from convc.schedules.cpu import blocked
     from convc.schedules.cpu.blocked.expand_depthwise import EXPAND_DEPTHWISE
     from convc.schedules.cpu.blocked.machine import Machine
     from convc.schedules.cpu.blocked.shuffled import SUBPIXEL_SHUFFLE
+    from convc.schedules.cpu.tasks import one_task_per_core
     from convc.target import channel_block
     return Backend(kind="llvm", device="cpu", candidates=blocked.CANDIDATES, by_name=blocked.by_name,
                    choose=blocked.choose, machine=_cached(Machine.from_target), schedule=cpu.schedule,
                    channel_block=channel_block, pack_operand=blocked.pack_operand,
-                   device_code=_no_device_code, relax_pipeline=None, pair_kernel=EXPAND_DEPTHWISE,
-                   shuffle_kernel=SUBPIXEL_SHUFFLE)
+                   device_code=_no_device_code, relax_pipeline=None,
+                   finish=lambda func, machine: one_task_per_core(func, machine.cores),
+                   pair_kernel=EXPAND_DEPTHWISE, shuffle_kernel=SUBPIXEL_SHUFFLE)
 
 
 def _cuda() -> Backend:
@@ -91,7 +98,7 @@ def _cuda() -> Backend:
     return Backend(kind="cuda", device="cuda", candidates=tuple(conv.CANDIDATES), by_name=conv.by_name,
                    choose=conv.choose, machine=_cached(_gpu), schedule=cuda.schedule,
                    channel_block=lambda target: 0, pack_operand=lambda array, out_shape, block: array,
-                   device_code=_cuda_device_code, relax_pipeline=_cuda_pipeline)
+                   device_code=_cuda_device_code, relax_pipeline=_cuda_pipeline, finish=_as_scheduled)
 
 
 # target kind -> its backend's assembler

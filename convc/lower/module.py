@@ -109,6 +109,7 @@ class ModuleBuilder:
                   tables: list[np.ndarray] = ()) -> relax.GlobalVar:
         if key not in self.kernels:
             symbol = f"{name}_{len(self.kernels)}"
+            func = self.backend.finish(func, self.machine)
             gvar = self.bb.add_func(func.with_attr("global_symbol", symbol), symbol)
             self.kernels[key] = _Kernel(gvar, list(tables))
             self.symbols[symbol] = []

@@ -117,9 +117,11 @@ class Case:
 
 def compile_trial(trial: Trial, target: tvm.target.Target):
     """(executable, pack_weight) of one trial."""
+    backend = backend_of(target)
     with target:
         built = trial.kernel.build(trial.problem, trial.config)
-        return tvm.compile(tvm.IRModule({"main": built.func}), target=target), built.pack_weight
+        func = backend.finish(built.func, backend.machine(target))
+        return tvm.compile(tvm.IRModule({"main": func}), target=target), built.pack_weight
 
 
 def run_and_time(module, device, case: Case, pack_weight, timing: Timing, mode: str = "warm") -> Outcome:
