@@ -9,15 +9,21 @@ not only those whose wide tensor is 1 MB or more, made it 4-5% faster end to end
 threads). Here the parallel loop runs over
 (batch, group of channel blocks of the wide tensor, band of output rows); each iteration
 computes the expansion of its channel blocks over the input rows its band reads (plus the halo of the
-depthwise window: at most ``kernel - stride`` rows computed twice), applies the expansion's
-bias and epilogue and the depthwise padding into a buffer that stays in L2, and runs the
+depthwise window: at most ``kernel - stride`` rows computed twice) into a buffer that stays in
+L2, each register tile stored with the expansion's bias and epilogue applied, and runs the
 depthwise conv from there. The wide tensor never leaves the core's cache.
 
+The band buffer has no zero border: the depthwise taps read it under an in-bounds condition
+(the depthwise padding). A padded buffer needs a pass of its own over the band (a copy with
+the zero border, which TVM's schedules cannot fold into the register tile's stores: the border
+has no producer); that pass took 16% of the kernel of MobileNetV2's second block, and the
+conditional taps made the fused kernels 4-15% faster alone and the model 3-6% faster at 2
+threads.
+
 Blocks: ``expand`` (the 1x1 reduction, accumulated in a register tile of ``reg_e`` positions
-x ``channel_blocks`` channel blocks, so each input scalar feeds several vectors, and copied to
-the band buffer), ``expanded`` (bias, epilogue and zero
-border), ``acc`` (the depthwise taps, register tile of ``reg_d`` positions) and ``out`` (the
-depthwise bias and epilogue). Arguments: data (``expand.in_block``), expansion weight
+x ``channel_blocks`` channel blocks, so each input scalar feeds several vectors), its tile's
+store to the band buffer (with bias and epilogue), ``acc`` (the depthwise taps, register tile
+of ``reg_d`` positions) and ``out`` (the depthwise bias and epilogue). Arguments: data (``expand.in_block``), expansion weight
 ``(Ce/b, Cin, b)``, its bias (if any), depthwise weight ``(Ce/b, *K, b)``, its bias (if any),
 the output (block ``b``).
 """
@@ -106,8 +112,8 @@ class ExpandDepthwise:
     def default_config(self, pair: FusedPair, machine: Machine) -> ExpandDepthwiseConfig:
         """Channel blocks per tile: the most (up to 3) dividing the wide channels, so each input
         scalar feeds several vectors; register tiles that fit the registers and divide the
-        rows where they can; the longest bands of output rows dividing the rows whose two
-        buffers fill at most half of L2 and that leave 4 parallel chunks per core (halo rows
+        rows where they can; the longest bands of output rows dividing the rows whose band
+        buffer fills at most a quarter of L2 and that leave 4 parallel chunks per core (halo rows
         are computed twice: in MobileNetV2, 8-row bands ran 5% faster than 4-row ones and
         whole images 40% slower)."""
         e, d = pair.expand, pair.depthwise
@@ -118,11 +124,11 @@ class ExpandDepthwise:
         reg_e = best_reg_n(e.in_size[1], min(14, (machine.registers - 2 - vectors) // vectors))
         reg_d = best_reg_n(d.out_size[1], 8)
         out_rows, stride = d.out_size[0], d.strides[0]
-        row_bytes = 4 * b * tile * (e.in_size[1] + d.pads_begin[1] + d.pads_end[1])
+        row_bytes = 4 * b * tile * e.in_size[1]
         chunks = e.batch * blocks // tile
         least = MIN_BAND_ROWS if stride == 1 else 1
         bands = [r for r in range(out_rows, least - 1, -1) if out_rows % r == 0] or [out_rows]
-        band = next((r for r in bands if (r * stride + d.kernel[0]) * row_bytes * 2 <= machine.l2_bytes // 2
+        band = next((r for r in bands if (r * stride + d.kernel[0]) * row_bytes <= machine.l2_bytes // 4
                      and chunks * (out_rows // r) >= 4 * machine.cores), bands[-1])
         return ExpandDepthwiseConfig(band, reg_e, reg_d, tile)
 
@@ -148,21 +154,15 @@ def _schedule(pair: FusedPair, cfg: ExpandDepthwiseConfig) -> tirx.PrimFunc:
     wide = (e.batch, e.out_channels // b, *e.in_size, b)
     expand = te.compute(wide, lambda n, cb, y, x, c: te.sum(
         load(data, bi, n, channel, (y, x)) * w_e[cb, channel.logical, c], axis=reduce), name="expand")
-    padded = (e.batch, e.out_channels // b, *(s + pb + pe for s, pb, pe in zip(e.in_size, d.pads_begin, d.pads_end)), b)
     act = epilogue_stage(wide, b, lambda n, ch, sp: load(expand, b, n, ch, sp), b_e, (), e.epilogue, "float32",
                          name="activated")
-    pt, pl = d.pads_begin
-
-    def border(n, cb, y, x, c):
-        inside = tirx.all(y >= pt, y < pt + e.in_size[0], x >= pl, x < pl + e.in_size[1])
-        return tirx.if_then_else(inside, act[n, cb, y - pt, x - pl, c], tirx.const(0.0, "float32"))
-    expanded = te.compute(padded, border, name="expanded")
-
     ks = [te.reduce_axis((0, k), f"k{i}") for i, k in enumerate(d.kernel)]
 
     def taps(n, cb, oy, ox, c):
-        y, x = stages.window(d, (oy, ox), ks)
-        return te.sum(expanded[n, cb, y, x, c] * w_d[cb, ks[0], ks[1], c], axis=ks)
+        y, x = (pos - pad for pos, pad in zip(stages.window(d, (oy, ox), ks), d.pads_begin))
+        inside = tirx.likely(tirx.all(y >= 0, y < e.in_size[0], x >= 0, x < e.in_size[1]))
+        value = tirx.if_then_else(inside, act[n, cb, y, x, c], tirx.const(0.0, "float32"))
+        return te.sum(value * w_d[cb, ks[0], ks[1], c], axis=ks)
     acc = te.compute((d.batch, d.out_channels // b, *d.out_size, b), taps, name="acc")
     out = epilogue_stage(physical_shape(d.out_shape, b), b, stages.acc_reader(acc, b), b_d, (), d.epilogue,
                          "float32")
@@ -186,11 +186,12 @@ def _schedule(pair: FusedPair, cfg: ExpandDepthwiseConfig) -> tirx.PrimFunc:
     sch.decompose_reduction(block, ky)
     sch.vectorize(sch.get_loops(sch.get_sblock("out"))[-1])
 
-    # the band's expanded rows: bias, epilogue and zero border, then the 1x1 conv they read
-    sch.compute_inline(sch.get_sblock("activated"))
-    sch.compute_at(sch.get_sblock("expanded"), fused)
-    sch.vectorize(sch.get_loops(sch.get_sblock("expanded"))[-1])
+    # the band's rows of the wide tensor: the 1x1 conv in register tiles, each stored to the
+    # band buffer with the expansion's bias and epilogue applied
     block = sch.get_sblock("expand")
+    store = sch.cache_write(block, 0, "local")  # the register tile, stored to the band buffer
+    sch.reverse_compute_inline(sch.get_sblock("activated"))
+    sch.compute_at(store, fused)
     sch.compute_at(block, fused)
     loops = sch.get_loops(block)
     inner = loops[[sch.get(loop) for loop in loops].index(sch.get(fused)) + 1:]  # below the band loop
@@ -199,7 +200,6 @@ def _schedule(pair: FusedPair, cfg: ExpandDepthwiseConfig) -> tirx.PrimFunc:
     cbs = [rows.pop(0)] if cfg.channel_blocks > 1 else []
     x_o, x_i = sch.split(x, [None, cfg.reg_e])
     sch.reorder(*rows, x_o, *inner[-reduce:], x_i, *cbs, c)
-    store = sch.cache_write(block, 0, "local")  # the register tile, stored to the band buffer
     sch.reverse_compute_at(store, x_o)
     for loop in (x_i, *cbs):
         sch.unroll(loop)
