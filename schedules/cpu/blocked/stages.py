@@ -73,6 +73,14 @@ def read(p: ConvProblem, padded: te.Tensor, n, channel: Channel, spatial) -> tir
     return load(padded, p.in_block, n, channel, spatial)
 
 
+def read_unpadded(p: ConvProblem, data: te.Tensor, n, channel: Channel, spatial) -> tirx.PrimExpr:
+    """What ``read`` reads at padded-input position ``spatial``, from the unpadded ``data``: the
+    zero border as an in-bounds condition (marked likely) instead of a padded copy."""
+    pos = [s - pb for s, pb in zip(spatial, p.pads_begin)]
+    inside = tirx.likely(tirx.all(*[tirx.all(q >= 0, q < size) for q, size in zip(pos, p.in_size)]))
+    return tirx.if_then_else(inside, load(data, p.in_block, n, channel, pos), tirx.const(0.0, data.dtype))
+
+
 def output(p: ConvProblem, args: Args, acc: Callable) -> te.Tensor:
     """The epilogue stage writing the physical output."""
     return epilogue_stage(physical_shape(p.out_shape, p.out_block), p.out_block, acc, args.bias,
