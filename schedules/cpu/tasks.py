@@ -2,12 +2,13 @@
 
 TVM runs a parallel loop of ``n`` iterations as one task per thread, each task a contiguous
 run of iterations, and enters the loop body once per iteration. Buffers the body allocates
-(register tiles over 1 KiB, the band buffers of fused kernels, padded rows) are therefore
-taken from TVM's workspace pool and given back on every iteration: thousands of calls per
-kernel for a 1x1 conv with a parallel chunk per register tile. ``one_task_per_core`` splits
-each parallel loop into ``cores`` parallel tasks over a serial loop of the same contiguous
-runs, so TVM's storage planner allocates those buffers once per task; the iterations each
-thread runs, and their order, are the ones it ran before.
+(register tiles over 1 KiB, the band buffers of fused kernels) are therefore taken from TVM's
+workspace pool and given back on every iteration: thousands of calls per kernel for a 1x1
+conv with a parallel chunk per register tile. ``one_task_per_core`` splits each parallel loop
+into ``cores`` parallel tasks over a serial loop of the same contiguous runs, so TVM's storage
+planner allocates those buffers once per task. Run with as many threads as cores, each
+thread runs the iterations it ran before, in the same order; with fewer, TVM shares the
+tasks out among them; with more, only ``cores`` of them work.
 """
 from __future__ import annotations
 

@@ -78,8 +78,8 @@ class FusedPair:
 # Bands of one row at stride 1 make TVM 0.27's vectorize refuse the expansion's loop (it
 # sees no compact dataflow), so stride-1 bands have at least two rows.
 MIN_BAND_ROWS = 2
-# expansions reading this many input channels or fewer get register tiles of at most
-# SMALL_EXPANSION_TILE positions (see ExpandDepthwise.default_config)
+# expansions reading this many input channels or fewer get register tiles (expansion and
+# depthwise) of at most SMALL_EXPANSION_TILE positions (see ExpandDepthwise.default_config)
 SMALL_EXPANSION = 32
 SMALL_EXPANSION_TILE = 4
 
@@ -117,10 +117,10 @@ class ExpandDepthwise:
         """One channel block per tile (with the band buffer unpadded, the smaller buffer of one
         block beat tiles of 2 or 3 blocks, whose input scalars feed several vectors, on every
         MobileNetV2 pair: 2 threads, alone, 2-15% faster, most on the 112 x 112 and 56 x 56
-        ones); expansion tiles of at most 4 positions when the expansion reads 32 channels or
-        fewer (its loads outnumber its FMAs whatever the tile: 4-position tiles ran 10-20%
-        faster than 7- or 8-position ones on MobileNetV2's 16-, 24- and 32-channel pairs) and
-        at most 7 otherwise, dividing the rows where they can; the longest bands of output rows dividing the rows whose band
+        ones); register tiles of at most 4 positions, for the expansion and the depthwise taps,
+        when the expansion reads 32 channels or fewer (4-position tiles ran 10-20% faster than
+        7- or 8-position ones on MobileNetV2's 16-, 24- and 32-channel pairs, whose wide tensors
+        are the largest), else at most 7 and 8, dividing the rows where they can; the longest bands of output rows dividing the rows whose band
         buffer fills at most a quarter of L2 and that leave 4 parallel chunks per core (halo rows
         are computed twice: in MobileNetV2, 8-row bands ran 5% faster than 4-row ones and
         whole images 40% slower)."""
@@ -129,9 +129,10 @@ class ExpandDepthwise:
         blocks = e.out_channels // b
         tile = 1
         vectors = -(-b // machine.lanes)
-        widest = SMALL_EXPANSION_TILE if e.in_channels <= SMALL_EXPANSION else 7
+        small = e.in_channels <= SMALL_EXPANSION
+        widest = SMALL_EXPANSION_TILE if small else 7
         reg_e = best_reg_n(e.in_size[1], min(widest, (machine.registers - 2 - vectors) // vectors))
-        reg_d = best_reg_n(d.out_size[1], 8)
+        reg_d = best_reg_n(d.out_size[1], SMALL_EXPANSION_TILE if small else 8)
         out_rows, stride = d.out_size[0], d.strides[0]
         row_bytes = 4 * b * tile * e.in_size[1]
         chunks = e.batch * blocks // tile
