@@ -23,9 +23,9 @@ threads.
 Blocks: ``expand`` (the 1x1 reduction, accumulated in a register tile of ``reg_e`` positions
 x ``channel_blocks`` channel blocks, so each input scalar feeds several vectors), its tile's
 store to the band buffer (with bias and epilogue), ``acc`` (the depthwise taps, register tile
-of ``reg_d`` positions) and ``out`` (the depthwise bias and epilogue). Arguments: data (``expand.in_block``), expansion weight
-``(Ce/b, Cin, b)``, its bias (if any), depthwise weight ``(Ce/b, *K, b)``, its bias (if any),
-the output (block ``b``).
+of ``reg_d`` positions) and ``out`` (the depthwise bias and epilogue). Arguments: data
+(``expand.in_block``), expansion weight ``(Ce/b, Cin, b)``, its bias (if any), depthwise
+weight ``(Ce/b, *K, b)``, its bias (if any), the output (block ``b``).
 """
 from __future__ import annotations
 
@@ -120,27 +120,27 @@ class ExpandDepthwise:
         ones); register tiles of at most 4 positions, for the expansion and the depthwise taps,
         when the expansion reads 32 channels or fewer (4-position tiles ran 10-20% faster than
         7- or 8-position ones on MobileNetV2's 16-, 24- and 32-channel pairs, whose wide tensors
-        are the largest), else at most 7 and 8, dividing the rows where they can; the longest bands of output rows dividing the rows whose band
-        buffer fills at most a quarter of L2 and that leave 4 parallel chunks per core (halo rows
+        are the largest), else at most 7 and 8, dividing the rows where they can; the longest
+        bands of output rows dividing the rows whose band buffer fills at most a quarter of L2
+        and that leave 4 parallel chunks per core (halo rows
         are computed twice: in MobileNetV2, 8-row bands ran 5% faster than 4-row ones and
         whole images 40% slower)."""
         e, d = pair.expand, pair.depthwise
         b = e.out_block
         blocks = e.out_channels // b
-        tile = 1
-        vectors = -(-b // machine.lanes)
+        vectors = -(-b // machine.lanes)  # per channel block, the tile's only one
         small = e.in_channels <= SMALL_EXPANSION
         widest = SMALL_EXPANSION_TILE if small else 7
         reg_e = best_reg_n(e.in_size[1], min(widest, (machine.registers - 2 - vectors) // vectors))
         reg_d = best_reg_n(d.out_size[1], SMALL_EXPANSION_TILE if small else 8)
         out_rows, stride = d.out_size[0], d.strides[0]
-        row_bytes = 4 * b * tile * e.in_size[1]
-        chunks = e.batch * blocks // tile
+        row_bytes = 4 * b * e.in_size[1]
+        chunks = e.batch * blocks
         least = MIN_BAND_ROWS if stride == 1 else 1
         bands = [r for r in range(out_rows, least - 1, -1) if out_rows % r == 0] or [out_rows]
         band = next((r for r in bands if (r * stride + d.kernel[0]) * row_bytes <= machine.l2_bytes // 4
                      and chunks * (out_rows // r) >= 4 * machine.cores), bands[-1])
-        return ExpandDepthwiseConfig(band, reg_e, reg_d, tile)
+        return ExpandDepthwiseConfig(band, reg_e, reg_d, channel_blocks=1)
 
     def build(self, pair: FusedPair, config: ExpandDepthwiseConfig) -> PairBuild:
         """The scheduled PrimFunc and the packer of its weight arguments."""
@@ -169,9 +169,7 @@ def _schedule(pair: FusedPair, cfg: ExpandDepthwiseConfig) -> tirx.PrimFunc:
     ks = [te.reduce_axis((0, k), f"k{i}") for i, k in enumerate(d.kernel)]
 
     def taps(n, cb, oy, ox, c):
-        y, x = (pos - pad for pos, pad in zip(stages.window(d, (oy, ox), ks), d.pads_begin))
-        inside = tirx.likely(tirx.all(y >= 0, y < e.in_size[0], x >= 0, x < e.in_size[1]))
-        value = tirx.if_then_else(inside, act[n, cb, y, x, c], tirx.const(0.0, "float32"))
+        value = stages.read_unpadded(d, act, n, Channel(cb, c, b), stages.window(d, (oy, ox), ks))
         return te.sum(value * w_d[cb, ks[0], ks[1], c], axis=ks)
     acc = te.compute((d.batch, d.out_channels // b, *d.out_size, b), taps, name="acc")
     out = epilogue_stage(physical_shape(d.out_shape, b), b, stages.acc_reader(acc, b), b_d, (), d.epilogue,
