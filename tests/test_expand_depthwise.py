@@ -197,13 +197,3 @@ def test_one_row_bands_only_at_stride_above_one():
     with pytest.raises(ValueError, match="need 2 rows"):
         EXPAND_DEPTHWISE.build(PAIRS[0], ExpandDepthwiseConfig(band_rows=1, reg_e=7, reg_d=7, channel_blocks=1))
     assert "output row" in EXPAND_DEPTHWISE.decline(pair(B, 2 * B, (1, 9), 3, pb=(1, 1), pe=(1, 1), ib=B))
-
-
-def test_fused_convs_are_no_tuning_tasks():
-    """A fused pair compiles to the fused kernel whatever its records say: tuning skips it."""
-    from convc.compiler import lower_to_ir
-    from convc.tune.task import extract_tasks
-    graph = lower_to_ir(inverted_residual())
-    (task,) = extract_tasks(graph, TARGET)
-    assert task.problem.kernel == (1, 1) and task.problem.out_channels == B  # the projection
-    assert len(extract_tasks(graph, TARGET, fusions=frozenset())) == 3

@@ -124,7 +124,7 @@ def test_a_wrong_candidate_is_rejected_and_never_used(model_path, tmp_path):
                   candidates=(WrongDirect(), *CANDIDATES))
     wrong = [r for r in Database(db).records() if r.candidate == "wrong-direct"]
     assert wrong and all(r.status == "wrong" and r.seconds is None for r in wrong)
-    assert "conv_reference" in wrong[0].error
+    assert "differs from the reference" in wrong[0].error
     assert report.wrong == len(wrong)
     (search,) = [s for s in report.searches if s.index == 1]
     assert search.best.candidate != "wrong-direct"

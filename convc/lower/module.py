@@ -59,7 +59,7 @@ class ModuleBuilder:
     """Builds the Relax module of one graph (see the module docstring)."""
 
     def __init__(self, graph: Graph, target: tvm.target.Target, block: int = PLAIN,
-                 tuned: Mapping[ConvProblem, tuple[Any, Any]] | None = None):
+                 tuned: Mapping[Any, tuple[Any, Any]] | None = None):
         self.backend = backend_of(target)
         self.machine = self.backend.machine(target)
         self.schedule = self.backend.schedule
@@ -237,12 +237,13 @@ class ModuleBuilder:
         return self.kernels[key]
 
     def _emit_fusion(self, fusion: Fusion, out_block: int) -> None:
-        """One kernel for an expansion and its depthwise conv (``convc.lower.fusion``)."""
+        """One kernel for an expansion and its depthwise conv (``convc.lower.fusion``), with
+        the pair's tuned config where ``tuned`` has one."""
         kernel = self.backend.pair_kernel
         if kernel is None:
             raise CodegenError(f"nodes {fusion.expand.name!r} and {fusion.depthwise.name!r} are marked "
                                f"expand_depthwise, which the {self.backend.kind} backend does not have")
-        config = kernel.default_config(fusion.pair, self.machine)
+        kernel, config = self.tuned.get(fusion.pair) or (kernel, kernel.default_config(fusion.pair, self.machine))
         built = self._conv_kernel(("fusion", fusion.pair, config), lambda: kernel.build(fusion.pair, config),
                                   f"conv_{kernel.name}", [fusion.expand.name, fusion.depthwise.name])
         weights = []

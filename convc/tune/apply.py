@@ -16,18 +16,18 @@ import tvm
 
 from convc.ir import Graph
 from convc.lower.fusion import FUSIONS
-from convc.schedules.cpu.blocked import ConvProblem
 from convc.tune.database import Database, Record, TuningDatabaseError, compatible, versions
 from convc.tune.encode import decode_config, plain
 from convc.tune.network import NETWORK
-from convc.tune.task import TargetKey, Task, extract_tasks
+from convc.tune.task import Problem, TargetKey, Task, extract_tasks
 
 
 @dataclass(frozen=True)
 class Tuned:
-    """The tuned kernel and config per problem, and the tasks left to the cost model."""
+    """The tuned kernel and config per problem (a conv's, or a fused pair's), and the tasks
+    left to the cost model."""
 
-    choices: dict[ConvProblem, tuple[Any, Any]]
+    choices: dict[Problem, tuple[Any, Any]]
     missing: tuple[Task, ...]
 
 
@@ -35,7 +35,7 @@ def decode_record(record: Record, task: Task) -> tuple[Any, Any] | None:
     """The (kernel, config) a record holds for ``task``; None when this convc has no such
     kernel, it does not apply, or its knobs do not decode."""
     try:
-        kernel = task.backend.by_name(record.candidate)
+        kernel = task.kernel(record.candidate)
     except KeyError:
         return None
     if kernel.decline(task.problem) is not None:

@@ -50,6 +50,8 @@ def cmd_db_show(args: argparse.Namespace) -> int:
 
 
 def _problem_text(problem: dict) -> str:
+    if "expand" in problem:  # a fused expansion + depthwise pair
+        return f"expand: {_problem_text(problem['expand'])} | depthwise: {_problem_text(problem['depthwise'])}"
     keys = ("in_channels", "out_channels", "in_size", "kernel", "strides", "groups", "in_block", "out_block")
     epilogue = "+".join(str(step.get("op")) for step in problem.get("epilogue", []))
     return " ".join(f"{k}={problem.get(k)}" for k in keys) + (f" epilogue={epilogue}" if epilogue else "")

@@ -1,4 +1,4 @@
-"""Measuring one kernel config: build, check against ``conv_reference``, then time.
+"""Measuring one kernel config: build, check against the reference (``convc.tune.cases``), then time.
 
 ``LocalMeasurer`` runs in this process on this machine's CPU (or GPU, for a CUDA target)
 with TVM's ``time_evaluator``;
@@ -19,12 +19,12 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 import tvm
 
-from convc.backend import OperandPacker, backend_of
+from convc.backend import backend_of
 from convc.errors import ConvcError
-from convc.ir.ops.conv import conv_reference
 from convc.lower.module import error_summary
 from convc.runtime import cuda_missing
-from convc.schedules.cpu.blocked import ConvProblem, pack, pack_operand, physical_shape, unpack
+from convc.tune.cases import TrialCase, case_for
+from convc.tune.task import Problem
 
 # max |error| / max |reference| accepted, by the dtype the kernel computes in (float32: sums
 # in another order; float16: 11-bit mantissas, float32 accumulation)
@@ -60,7 +60,7 @@ class Timing:
 
 @dataclass(frozen=True)
 class Trial:
-    problem: ConvProblem
+    problem: Problem
     kernel: Any
     config: Any
 
@@ -80,41 +80,6 @@ class Measurer(Protocol):
     def measure(self, trials: Sequence[Trial]) -> list[Outcome]: ...
 
 
-class Case:
-    """Random inputs of a problem, their physical (packed) forms and the reference output.
-
-    The values are drawn in float32 and rounded to the problem's dtype; the reference is
-    computed in float32 from the rounded values. ``pack_operand`` puts an epilogue operand
-    in the form the target's kernels read (``convc.backend.Backend.pack_operand``)."""
-
-    def __init__(self, p: ConvProblem, seed: int = 0, pack_operand: OperandPacker = pack_operand):
-        rng = np.random.default_rng(seed)
-        self.problem = p
-        self.pack_operand = pack_operand
-        draw = lambda shape: rng.standard_normal(shape, dtype=np.float32).astype(p.dtype)  # noqa: E731
-        self.x = draw(p.in_shape)
-        self.w = draw(p.weight_shape).astype(np.float32)
-        self.b = draw(p.out_channels).astype(np.float32) if p.has_bias else None
-        self.operands = [draw(s) for s in p.operand_shapes]
-        self.reference = conv_reference(p.attrs, self.x.astype(np.float32), self.w, self.b,
-                                        *(o.astype(np.float32) for o in self.operands))
-
-    def arguments(self, pack_weight) -> list[np.ndarray]:
-        """The kernel's arguments in order (see ``convc.schedules.cpu.blocked.kernel``)."""
-        p = self.problem
-        w, b = pack_weight(self.w, self.b)
-        args = [pack(self.x, p.in_block), w, *([b] if p.has_bias else [])]
-        args += [self.pack_operand(o, p.out_shape, p.out_block) for o in self.operands]
-        args.append(np.zeros(physical_shape(p.out_shape, p.out_block), p.dtype))
-        return args
-
-    def error(self, physical_out: np.ndarray) -> float:
-        got = unpack(physical_out, self.problem.out_block).astype(np.float32)
-        if got.shape != self.reference.shape or not np.all(np.isfinite(got)):
-            return float("inf")
-        return float(np.abs(got - self.reference).max() / (np.abs(self.reference).max() + 1e-12))
-
-
 def compile_trial(trial: Trial, target: tvm.target.Target):
     """(executable, pack_weight) of one trial."""
     backend = backend_of(target)
@@ -124,14 +89,14 @@ def compile_trial(trial: Trial, target: tvm.target.Target):
         return tvm.compile(tvm.IRModule({"main": func}), target=target), built.pack_weight
 
 
-def run_and_time(module, device, case: Case, pack_weight, timing: Timing, mode: str = "warm") -> Outcome:
+def run_and_time(module, device, case: TrialCase, pack_weight, timing: Timing, mode: str = "warm") -> Outcome:
     """Run ``module["main"]`` once on ``case`` and check it; time it only when right, in
     ``mode`` (``Timing.mode``)."""
     args = [tvm.runtime.tensor(a, device) for a in case.arguments(pack_weight)]
     module["main"](*args)
     error = case.error(args[-1].numpy())
-    if not error <= TOLERANCE.get(case.problem.dtype, TOLERANCE["float32"]):
-        return Outcome("wrong", error=f"output differs from conv_reference: max relative error {error:.3g}")
+    if not error <= TOLERANCE.get(case.dtype, TOLERANCE["float32"]):
+        return Outcome("wrong", error=f"output differs from the reference: max relative error {error:.3g}")
     if mode == "cold":
         evaluator = module.time_evaluator("main", device, number=1, repeat=timing.cold_runs, min_repeat_ms=0,
                                           f_preproc=COLD_CACHES)
@@ -161,13 +126,13 @@ class LocalMeasurer:
                              "--rpc-key KEY")
         self.target, self.timing = target, timing
         self.pack_operand = backend_of(target).pack_operand
-        self.cases: dict[ConvProblem, Case] = {}
+        self.cases: dict[Problem, TrialCase] = {}
 
     def measure(self, trials: Sequence[Trial]) -> list[Outcome]:
         return [self._one(t) for t in trials]
 
     def _one(self, trial: Trial) -> Outcome:
-        case = self.cases.setdefault(trial.problem, Case(trial.problem, pack_operand=self.pack_operand))
+        case = self.cases.setdefault(trial.problem, case_for(trial.problem, self.pack_operand))
         try:
             executable, pack_weight = compile_trial(trial, self.target)
             return run_and_time(executable.mod, device_of(self.target), case, pack_weight, self.timing,
@@ -196,7 +161,7 @@ class RPCMeasurer:
         self.device = f"rpc:{key}"
         self.parallel = parallel or free
         self.pack_operand = backend_of(target).pack_operand
-        self.cases: dict[ConvProblem, Case] = {}
+        self.cases: dict[Problem, TrialCase] = {}
         self.lock = threading.Lock()  # the tracker connection is one socket: one request at a time
         self.tmp = tempfile.TemporaryDirectory(prefix="convc-tune-")
 
@@ -205,9 +170,9 @@ class RPCMeasurer:
         with ThreadPoolExecutor(max_workers=self.parallel) as pool:
             return list(pool.map(self._run, built))
 
-    def _build(self, index: int, trial: Trial) -> "tuple[str, Case, Any] | Outcome":
+    def _build(self, index: int, trial: Trial) -> "tuple[str, TrialCase, Any] | Outcome":
         """(library path, case, weight packer), or the error outcome of a failed build."""
-        case = self.cases.setdefault(trial.problem, Case(trial.problem, pack_operand=self.pack_operand))
+        case = self.cases.setdefault(trial.problem, case_for(trial.problem, self.pack_operand))
         try:
             executable, pack_weight = compile_trial(trial, self.target)
             path = os.path.join(self.tmp.name, f"trial{index}.so")
@@ -216,7 +181,7 @@ class RPCMeasurer:
         except Exception as err:
             return Outcome("error", error=error_summary(err))
 
-    def _run(self, built: "tuple[str, Case, Any] | Outcome") -> Outcome:
+    def _run(self, built: "tuple[str, TrialCase, Any] | Outcome") -> Outcome:
         if isinstance(built, Outcome):
             return built
         path, case, pack_weight = built

@@ -2,16 +2,18 @@
 
 A task is one ``ConvProblem`` (sizes, attributes, dtype, fused epilogue, input/output
 layout blocks) with at least one applicable conv kernel of the target's backend
-(``convc.backend``: the blocked CPU kernels, or the CUDA kernels). Convs of equal problems
-share a task; its ``count`` says how many convs of the model run it. The signature
-hashes the problem's canonical JSON; the target (CPU model, features, cores; or GPU
-architecture) is kept beside it in every record (``TargetKey``), so one database can hold
-several machines.
+(``convc.backend``: the blocked CPU kernels, or the CUDA kernels), or one ``FusedPair``
+(an expansion and the depthwise conv reading it, computed by the backend's pair kernel,
+see ``convc.lower.fusion``). Equal problems share a task; its ``count`` says how many
+times the model runs it. What differs between the two kinds (the kernels searched, the
+default pick, the readable form) is in ``KINDS``. The signature hashes the problem's
+canonical JSON; the target (CPU model, features, cores; or GPU architecture) is kept
+beside it in every record (``TargetKey``), so one database can hold several machines.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, Union
 
 import tvm
 
@@ -21,7 +23,10 @@ from convc.ir.ops.conv import constant_weights
 from convc.layout import conv_layouts, plan_layouts
 from convc.lower.fusion import FUSION, FUSIONS, SHUFFLE, candidate_fusions, candidate_shuffles
 from convc.schedules.cpu.blocked import ConvProblem
+from convc.schedules.cpu.blocked.expand_depthwise import FusedPair
 from convc.tune.encode import digest, plain
+
+Problem = Union[ConvProblem, FusedPair]
 
 
 @dataclass(frozen=True)
@@ -50,50 +55,6 @@ class TargetKey:
         return f"{self.kind} {self.cpu or '?'} ({self.cores} cores, block {self.block}, features {self.features})"
 
 
-@dataclass(frozen=True)
-class Task:
-    """One distinct conv problem of a model: ``count`` convs (``nodes``) run it, with the
-    kernels of ``backend`` (default: the CPU's) estimated on ``machine`` (its default)."""
-
-    problem: ConvProblem
-    nodes: tuple[str, ...]
-    backend: Backend = field(default_factory=lambda: backend("llvm"), compare=False, repr=False)
-    machine: Any = field(default=None, compare=False, repr=False)
-
-    @property
-    def count(self) -> int:
-        return len(self.nodes)
-
-    @property
-    def signature(self) -> str:
-        return signature(self.problem)
-
-    @property
-    def label(self) -> str:
-        return label(self.problem)
-
-    def default(self, machine: Any = None):
-        """The cost model's pick: (kernel, config), what an untuned compile uses."""
-        kernel, config, _ = self.backend.choose(self.problem, machine or self.machine)
-        return kernel, config
-
-    def estimate(self, machine: Any = None) -> float:
-        """The cost model's seconds for the default pick (ranks tasks before measurement)."""
-        machine = machine or self.machine
-        kernel, config = self.default(machine)
-        return kernel.estimate(self.problem, config, machine)
-
-
-def describe(problem: ConvProblem) -> dict:
-    """The problem as plain JSON data (``op`` first: every task is a conv today)."""
-    return {"op": "conv", **plain(problem)}
-
-
-def signature(problem: ConvProblem) -> str:
-    """The deterministic key of a problem (a hash of ``describe``)."""
-    return digest(describe(problem))
-
-
 def label(p: ConvProblem) -> str:
     """A short human name: '3x3/2 64>128 56x56 g1 +relu'."""
     k = "x".join(map(str, p.kernel))
@@ -102,6 +63,98 @@ def label(p: ConvProblem) -> str:
     extra = "".join(f" +{step.op.value}" for step in p.epilogue)
     batch = f" n{p.batch}" if p.batch > 1 else ""
     return f"{k}{stride} {p.in_channels}>{p.out_channels} {'x'.join(map(str, p.in_size))}{groups}{batch}{extra}"
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    """What a kind of problem brings to tuning: its ``op`` (the first key of its readable
+    form), the graph nodes one use computes, the kernels searched for it on a backend and the
+    pick an untuned compile makes, ``(kernel, config)``."""
+
+    op: str
+    nodes_per_use: int
+    candidates: Callable[[Backend], Sequence[Any]]
+    default: Callable[[Any, Backend, Any], tuple[Any, Any]]
+    label: Callable[[Any], str]
+
+
+def _conv_default(problem: ConvProblem, kernels: Backend, machine: Any) -> tuple[Any, Any]:
+    kernel, config, _ = kernels.choose(problem, machine)
+    return kernel, config
+
+
+def _pair_default(pair: FusedPair, kernels: Backend, machine: Any) -> tuple[Any, Any]:
+    return kernels.pair_kernel, kernels.pair_kernel.default_config(pair, machine)
+
+
+def _pair_label(pair: FusedPair) -> str:
+    return f"{label(pair.expand)} | dw {label(pair.depthwise)}"
+
+
+KINDS: dict[type, TaskKind] = {
+    ConvProblem: TaskKind("conv", 1, lambda kernels: kernels.candidates, _conv_default, label),
+    FusedPair: TaskKind("expand_depthwise", 2, lambda kernels: (kernels.pair_kernel,), _pair_default, _pair_label),
+}
+
+
+@dataclass(frozen=True)
+class Task:
+    """One distinct problem of a model: ``count`` uses of it (``nodes``: the nodes they
+    compute) run with the kernels of ``backend`` (default: the CPU's), estimated on
+    ``machine`` (its default)."""
+
+    problem: Problem
+    nodes: tuple[str, ...]
+    backend: Backend = field(default_factory=lambda: backend("llvm"), compare=False, repr=False)
+    machine: Any = field(default=None, compare=False, repr=False)
+
+    @property
+    def kind(self) -> TaskKind:
+        return KINDS[type(self.problem)]
+
+    @property
+    def count(self) -> int:
+        return len(self.nodes) // self.kind.nodes_per_use
+
+    @property
+    def signature(self) -> str:
+        return signature(self.problem)
+
+    @property
+    def label(self) -> str:
+        return self.kind.label(self.problem)
+
+    @property
+    def candidates(self) -> Sequence[Any]:
+        """The kernels searched for this task (those of its kind on its backend)."""
+        return self.kind.candidates(self.backend)
+
+    def kernel(self, name: str) -> Any:
+        """The candidate called ``name``; KeyError when this task has none."""
+        for kernel in self.candidates:
+            if kernel.name == name:
+                return kernel
+        raise KeyError(f"no {self.kind.op} kernel named {name!r}")
+
+    def default(self, machine: Any = None):
+        """The cost model's pick: (kernel, config), what an untuned compile uses."""
+        return self.kind.default(self.problem, self.backend, machine or self.machine)
+
+    def estimate(self, machine: Any = None) -> float:
+        """The cost model's seconds for the default pick (ranks tasks before measurement)."""
+        machine = machine or self.machine
+        kernel, config = self.default(machine)
+        return kernel.estimate(self.problem, config, machine)
+
+
+def describe(problem: Problem) -> dict:
+    """The problem as plain JSON data, its kind's ``op`` first."""
+    return {"op": KINDS[type(problem)].op, **plain(problem)}
+
+
+def signature(problem: Problem) -> str:
+    """The deterministic key of a problem (a hash of ``describe``)."""
+    return digest(describe(problem))
 
 
 def applicable(problem: ConvProblem, candidates: Sequence[Any]) -> list[Any]:
@@ -113,24 +166,27 @@ def extract_tasks(graph: Graph, target: tvm.target.Target, fusions: frozenset[st
 
     A conv is a task when its weight (and bias) are constants and a conv kernel of the
     target's backend applies: exactly the convs the backend compiles with such a kernel,
-    with the layouts it uses. The convs the enabled ``fusions`` compute in a fused kernel (all
-    of them by default: the pairs of the backend's pair kernel, the phase convs of its shuffle
-    kernel, see ``convc.lower.fusion``) are not tasks: they compile to the fused kernel,
-    whatever their records say.
+    with the layouts it uses. With ``FUSION`` in the enabled ``fusions``, each pair the
+    backend's pair kernel computes is one task (a ``FusedPair``), its two convs none. The
+    phase convs of the shuffle kernel (``SHUFFLE``) are no tasks: they compile to that
+    kernel, whatever their records say.
     """
     kernels = backend_of(target)
     machine = kernels.machine(target)
     block = kernels.channel_block(target)
     layouts = plan_layouts(graph, block)
-    fused = set()
-    if FUSION in fusions:
-        for f in candidate_fusions(graph, layouts, block, kernels.pair_kernel):
-            fused |= {f.expand.name, f.depthwise.name}
+    pairs = ({f.depthwise.name: f for f in candidate_fusions(graph, layouts, block, kernels.pair_kernel)}
+             if FUSION in fusions else {})
+    skipped = {f.expand.name for f in pairs.values()}
     if SHUFFLE in fusions:
-        fused |= {f.conv.name for f in candidate_shuffles(graph, layouts, kernels.shuffle_kernel)}
-    nodes: dict[ConvProblem, list[str]] = {}
+        skipped |= {f.conv.name for f in candidate_shuffles(graph, layouts, kernels.shuffle_kernel)}
+    nodes: dict[Problem, list[str]] = {}
     for node in graph.nodes:
-        if node.op is not Op.CONV or node.name in fused:
+        if node.name in pairs:
+            fusion = pairs[node.name]
+            nodes.setdefault(fusion.pair, []).extend((fusion.expand.name, fusion.depthwise.name))
+            continue
+        if node.op is not Op.CONV or node.name in skipped:
             continue
         if not constant_weights(graph, node):
             continue
@@ -138,4 +194,3 @@ def extract_tasks(graph: Graph, target: tvm.target.Target, fusions: frozenset[st
         if applicable(problem, kernels.candidates):
             nodes.setdefault(problem, []).append(node.name)
     return [Task(p, tuple(names), kernels, machine) for p, names in nodes.items()]
-

@@ -16,6 +16,7 @@ from typing import Any, Collection, Mapping, Sequence
 
 from convc.errors import ConvcError
 from convc.lower.fusion import FUSIONS, enabled_fusions
+from convc.schedules.cpu.blocked import ConvProblem
 from convc.target import resolve_target
 from convc.tune.database import Database, iter_compatible, versions
 from convc.tune.encode import plain
@@ -23,7 +24,7 @@ from convc.tune.measure import LocalMeasurer, Measurer, RPCMeasurer, Timing
 from convc.tune.network import confirm_in_network
 from convc.tune.progress import Progress
 from convc.tune.search import TaskSearch, outcome_record
-from convc.tune.task import TargetKey, extract_tasks
+from convc.tune.task import TargetKey, Task, extract_tasks
 
 
 @dataclass(frozen=True)
@@ -95,9 +96,10 @@ def tune(model, db: str, target: str = "llvm", trials: int | None = None, time_b
     ``trials`` / ``time_budget`` (seconds) bound the work (see the module docstring);
     ``tasks`` restricts it to some task numbers ("0,3"); ``rpc_tracker`` ("HOST:PORT") with
     ``rpc_key`` measures on the tracker's devices instead of this machine (a CUDA target
-    needs one of the two: a local GPU, or a tracker's). ``candidates`` are the kernels
+    needs one of the two: a local GPU, or a tracker's). ``candidates`` are the conv kernels
     searched besides the default (default: the target backend's; tests pass a list with a
-    broken one). ``dtype`` is the precision the model will be compiled in (``convc.compile``).
+    broken one); a fused pair's task searches the backend's pair kernel. ``dtype`` is the
+    precision the model will be compiled in (``convc.compile``).
     With ``confirm`` (CPU, measured here), the tuned picks are then timed inside the model
     against the defaults (``convc.tune.network``).
     """
@@ -112,7 +114,7 @@ def tune(model, db: str, target: str = "llvm", trials: int | None = None, time_b
     key, current = plain(TargetKey.of(tvm_target)), versions()
     mode = timing.mode(tvm_target)
     old = [r for r in iter_compatible(database.records(), key, current) if r.timing == mode]
-    searches = [TaskSearch(i, t, candidates or t.backend.candidates, [r for r in old if r.task == t.signature])
+    searches = [TaskSearch(i, t, _searched(t, candidates), [r for r in old if r.task == t.signature])
                 for i, t in enumerate(extract_tasks(graph, tvm_target, fusions))]
     active = select_tasks(searches, tasks)
     progress = progress or Progress()
@@ -149,6 +151,11 @@ def _measurer(target, rpc_tracker: str | None, rpc_key: str | None, timing: Timi
     if not (rpc_tracker and rpc_key):
         raise ConvcError("tune: --rpc-tracker HOST:PORT and --rpc-key KEY go together")
     return RPCMeasurer(target, rpc_tracker, rpc_key, timing)
+
+
+def _searched(task: Task, candidates: Sequence[Any] | None) -> Sequence[Any]:
+    """The kernels searched for ``task``: ``candidates`` for a conv when given, else its kind's."""
+    return candidates if candidates and isinstance(task.problem, ConvProblem) else task.candidates
 
 
 def _gain(search: TaskSearch) -> float:

@@ -30,7 +30,9 @@ weight ``(Ce/b, *K, b)``, its bias (if any), the output (block ``b``).
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+import itertools
+import math
+from dataclasses import dataclass, fields
 from typing import Callable
 
 import numpy as np
@@ -82,12 +84,20 @@ MIN_BAND_ROWS = 2
 # depthwise) of at most SMALL_EXPANSION_TILE positions (see ExpandDepthwise.default_config)
 SMALL_EXPANSION = 32
 SMALL_EXPANSION_TILE = 4
+# the register-tile widths the tuning space tries (each made the best tail-free width near it)
+TILE_WIDTHS = (4, 7, 8, 14)
+# channel blocks per register tile the tuning space tries
+TILE_CHANNEL_BLOCKS = (1, 2)
+# the most expansion work the halo rows of a band may add in the tuning space (0.5: half again)
+MAX_HALO = 0.5
 
 
 class ExpandDepthwise:
-    """The fused kernel: when it applies, its knobs, and its build (see the module docstring)."""
+    """The fused kernel: when it applies, its knobs, its tuning space, a cost estimate and its
+    build (see the module docstring)."""
 
     name = "expand_depthwise"
+    efficiency = 0.6  # fraction of the FMA peak it reaches over both convs (cost model only)
 
     def decline(self, pair: FusedPair) -> str | None:
         """None when the pair fuses here, else why not."""
@@ -141,6 +151,46 @@ class ExpandDepthwise:
         band = next((r for r in bands if (r * stride + d.kernel[0]) * row_bytes <= machine.l2_bytes // 4
                      and chunks * (out_rows // r) >= 4 * machine.cores), bands[-1])
         return ExpandDepthwiseConfig(band, reg_e, reg_d, channel_blocks=1)
+
+    def space(self, pair: FusedPair, machine: Machine) -> list[ExpandDepthwiseConfig]:
+        """Every config worth measuring: bands of output rows dividing the rows whose buffer
+        fills at most half of L2, that give every core a chunk and whose halo (none in a band
+        of all rows) adds at most ``MAX_HALO`` to the expansion's work, register tiles near each of ``TILE_WIDTHS``
+        positions that fit the registers, ``TILE_CHANNEL_BLOCKS`` dividing the wide tensor's
+        blocks. The default first, then the configs differing from it in one knob, then in
+        two, and so on, nearer values first (returns are largest near the hand-tuned rules)."""
+        e, d = pair.expand, pair.depthwise
+        default = self.default_config(pair, machine)
+        b = e.out_block
+        blocks = e.out_channels // b
+        vectors = -(-b // machine.lanes)
+        out_rows, stride = d.out_size[0], d.strides[0]
+        least = MIN_BAND_ROWS if stride == 1 else 1
+        row_bytes = 4 * b * e.in_size[1]
+        configs = []
+        for cbs in (c for c in TILE_CHANNEL_BLOCKS if blocks % c == 0):
+            fit = (machine.registers - 2 - cbs * vectors) // (cbs * vectors)
+            bands = [r for r in range(least, out_rows + 1) if out_rows % r == 0
+                     and cbs * (r * stride + d.kernel[0]) * row_bytes <= machine.l2_bytes // 2
+                     and e.batch * blocks // cbs * (out_rows // r) >= machine.cores
+                     and (r == out_rows or r * stride + d.kernel[0] - stride <= (1 + MAX_HALO) * r * stride)]
+            reg_es = sorted({best_reg_n(e.in_size[1], min(w, fit)) for w in TILE_WIDTHS if fit >= 1})
+            reg_ds = sorted({best_reg_n(d.out_size[1], w) for w in TILE_WIDTHS})
+            configs += [ExpandDepthwiseConfig(band, reg_e, reg_d, cbs)
+                        for band, reg_e, reg_d in itertools.product(bands, reg_es, reg_ds)]
+
+        def distance(config: ExpandDepthwiseConfig) -> tuple[int, float]:
+            ratios = [getattr(config, f.name) / getattr(default, f.name) for f in fields(config)]
+            return sum(r != 1 for r in ratios), sum(abs(math.log(r)) for r in ratios)
+        return [default, *sorted((c for c in configs if c != default), key=distance)]
+
+    def estimate(self, pair: FusedPair, config: ExpandDepthwiseConfig, machine: Machine) -> float:
+        """Seconds on ``machine``: both convs' arithmetic at ``efficiency``, the wait for the
+        two (cold) weights, one launch. Ranks the task before it is measured."""
+        e, d = pair.expand, pair.depthwise
+        weight_bytes = 4 * (e.out_channels * e.in_channels + d.out_channels * d.taps)
+        return ((e.flops + d.flops) / (machine.peak * self.efficiency) + machine.cold_weight_seconds(weight_bytes)
+                + machine.call_overhead)
 
     def build(self, pair: FusedPair, config: ExpandDepthwiseConfig) -> PairBuild:
         """The scheduled PrimFunc and the packer of its weight arguments."""
