@@ -6,20 +6,23 @@ for configs of the space), onnxruntime for a model compiled with a pair record.
 from __future__ import annotations
 
 import dataclasses
+import time
 import warnings
 
 import numpy as np
 import pytest
 
 import convc
-from convc.compiler import lower_to_ir
+from convc.compiler import lower_to_ir, plan_schedules
 from convc.schedules.cpu.blocked.expand_depthwise import (EXPAND_DEPTHWISE, ExpandDepthwise, ExpandDepthwiseConfig,
                                                          FusedPair, PairBuild)
 from convc.schedules.cpu.blocked.machine import Machine
 from convc.tune import Database, load_tuned, tune
 from convc.tune.cli import _problem_text
 from convc.tune.measure import LocalMeasurer, Timing, Trial
+from convc.tune.network import NETWORK, confirm_in_network
 from convc.tune.progress import Progress
+from convc.tune.search import TaskSearch
 from convc.tune.task import describe, extract_tasks
 from tests.oracles import onnxruntime_outputs as ort_run
 from tests.test_expand_depthwise import B, PAIRS, TARGET, inverted_residual, pair, run_pair
@@ -121,6 +124,9 @@ def test_compile_builds_the_pair_with_its_best_record(pair_db, monkeypatch):
     monkeypatch.setattr(ExpandDepthwise, "build", lambda self, p, c: built.append(c) or original(self, p, c))
     compiled = convc.compile(model, tuning_db=db)
     assert built == [ExpandDepthwiseConfig(**other.knobs)]
+    _, decisions = plan_schedules(model, tuning_db=db)
+    notes = {d.source: d.note for d in decisions}
+    assert "config tuned" in notes["expand"] and "config tuned" in notes["dw"]
     x = np.random.default_rng(1).standard_normal((1, B, 16, 16)).astype(np.float32)
     (got,), (ref,) = compiled.run({"x": x}), ort_run(model, {"x": x})
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
@@ -133,3 +139,15 @@ def test_a_pair_without_record_keeps_its_default_and_is_named(tmp_path, pair_db)
     with pytest.warns(UserWarning, match=r"no record for 1 of 2 task\(s\).*dw 3x3"):
         tuned = load_tuned(str(db), lower_to_ir(model), TARGET)
     assert [type(t.problem) for t in tuned.missing] == [FusedPair]
+
+
+def test_a_pair_pick_is_timed_in_the_model_against_its_default(pair_db, tmp_path):
+    model, _, report = pair_db
+    (search,) = [s for s in report.searches if isinstance(s.task.problem, FusedPair)]
+    other = next(r for r in search.records if r.trial_key != search.default_record.trial_key)
+    faked = TaskSearch(search.index, search.task, search.task.candidates,
+                       [*search.records, dataclasses.replace(other, seconds=1e-12, time=time.time())])
+    out = Database(tmp_path / "db")
+    records = confirm_in_network(lower_to_ir(model), TARGET, [faked], out, other.target, other.versions, "local")
+    assert [r.trial_key for r in records] == [search.default_record.trial_key, other.trial_key]
+    assert all(r.timing == NETWORK and r.task == search.task.signature and r.seconds > 1e-9 for r in records)

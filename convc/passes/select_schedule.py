@@ -77,12 +77,12 @@ def select_schedules(graph: Graph, block: int, request: ScheduleRequest = Schedu
 
     ``block`` is the channel block of the target's layout; ``backend`` the target's backend
     (default: the CPU's) and ``machine`` its machine model (default: the backend's default).
-    ``tuned`` maps a conv's problem to the (kernel, config) measured best for it. With
-    ``FUSION`` in ``fusions``, expansions and their depthwise convs that the backend's pair
-    kernel computes are marked ``expand_depthwise``; with ``SHUFFLE``, the phase convs the
-    backend's shuffle kernel computes with their interleave are marked ``subpixel_shuffle``
-    (see ``convc.lower.fusion``); with ``PHASE_WRITES``, the interleaves whose phase convs can
-    write into the interleaved output are marked ``in_place``."""
+    ``tuned`` maps a conv's problem (or a fused pair's) to the (kernel, config) measured best
+    for it. With ``FUSION`` in ``fusions``, expansions and their depthwise convs that the
+    backend's pair kernel computes are marked ``expand_depthwise``; with ``SHUFFLE``, the
+    phase convs the backend's shuffle kernel computes with their interleave are marked
+    ``subpixel_shuffle`` (see ``convc.lower.fusion``); with ``PHASE_WRITES``, the interleaves
+    whose phase convs can write into the interleaved output are marked ``in_place``."""
     backend = backend or backend_of_kind("llvm")
     layouts = plan_layouts(graph, block)
     nodes, decisions, requested = [], [], set()
@@ -114,7 +114,7 @@ def select_schedules(graph: Graph, block: int, request: ScheduleRequest = Schedu
                                                                          algorithm=Algorithm(picked))))
     graph = dataclasses.replace(graph, nodes=tuple(nodes), constants=dict(graph.constants))
     if FUSION in fusions:
-        graph = _mark_fusions(graph, layouts, block, backend, requested, decisions)
+        graph = _mark_fusions(graph, layouts, block, backend, requested, decisions, tuned or {})
     if SHUFFLE in fusions:
         graph = _mark_shuffles(graph, layouts, backend, requested, decisions)
     if PHASE_WRITES in fusions:
@@ -123,13 +123,19 @@ def select_schedules(graph: Graph, block: int, request: ScheduleRequest = Schedu
 
 
 def _mark_fusions(graph: Graph, layouts, block: int, backend: Backend, requested: set[str],
-                  decisions: list[Decision]) -> Graph:
+                  decisions: list[Decision], tuned: Mapping[Any, tuple[Any, Any]]) -> Graph:
     """``graph`` with the pairs to fuse marked (layers the user asked a kernel for excluded);
-    their decisions say so."""
+    their decisions say so, and whether ``tuned`` has the pair's config."""
     pairs = [f for f in candidate_fusions(graph, layouts, block, backend.pair_kernel)
              if not {f.expand.name, f.depthwise.name} & requested]
     partner = {**{f.expand.name: f.depthwise.name for f in pairs}, **{f.depthwise.name: f.expand.name for f in pairs}}
-    return _mark(graph, decisions, partner, Algorithm.EXPAND_DEPTHWISE, "one kernel: the expanded tensor stays in cache")
+    graph = _mark(graph, decisions, partner, Algorithm.EXPAND_DEPTHWISE,
+                  "one kernel: the expanded tensor stays in cache")
+    tuned_nodes = {n for f in pairs if f.pair in tuned for n in (f.expand.name, f.depthwise.name)}
+    for i, d in enumerate(decisions):
+        if d.node in tuned_nodes:
+            decisions[i] = dataclasses.replace(d, note=f"{d.note}; config tuned (measured best in the tuning database)")
+    return graph
 
 
 def _mark_shuffles(graph: Graph, layouts, backend: Backend, requested: set[str],
@@ -161,7 +167,8 @@ def _mark(graph: Graph, decisions: list[Decision], partner: dict[str, str], algo
     say which node they are fused with, and ``why``."""
     for i, d in enumerate(decisions):
         if d.node in partner:
-            decisions[i] = dataclasses.replace(d, picked=algorithm.value, note=f"fused with {partner[d.node]!r} ({why})")
+            note = f"fused with {partner[d.node]!r} ({why})"
+            decisions[i] = dataclasses.replace(d, picked=algorithm.value, note=note)
     nodes = tuple(dataclasses.replace(n, attrs=dataclasses.replace(n.attrs, algorithm=algorithm))
                   if n.name in partner else n for n in graph.nodes)
     return dataclasses.replace(graph, nodes=nodes, constants=dict(graph.constants))

@@ -14,8 +14,9 @@ with the database's best, runs the two interleaved with the VM's per-kernel timi
 (``CompiledModel.kernel_times``) and appends, for every task whose tuned pick is not its
 default, a ``timing="network"`` record of each of the two: its median seconds per call in
 the model. ``convc.tune.apply`` prefers a task's network records, so the faster of the two
-in the model is compiled. Tasks computed by a fused kernel (``convc.lower.fusion``) in
-either build are left as they are.
+in the model is compiled. A fused pair's task (``convc.tune.task``) is timed by its fused
+kernel's calls; a task whose nodes share a kernel with nodes of other tasks in either build
+is left as it is.
 """
 from __future__ import annotations
 
@@ -66,8 +67,9 @@ def _per_node(model, times: dict[str, list[float]]) -> dict[str, tuple[frozenset
 
 
 def _task_seconds(per_node: dict, nodes: tuple[str, ...]) -> float | None:
-    """Mean seconds per call of a task's nodes; None where a kernel computes other nodes too
-    (a fused pair) or a node has no kernel of its own."""
+    """Mean seconds per call of a task's nodes (a fused pair's two nodes: its kernel's time
+    per call); None where a kernel computes nodes of other tasks too or a node has no kernel
+    of its own."""
     if not all(n in per_node and per_node[n][0] <= set(nodes) for n in nodes):
         return None
     return float(np.mean([per_node[n][1] for n in nodes]))
