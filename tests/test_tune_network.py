@@ -102,3 +102,34 @@ def test_tune_runs_the_check_and_says_so(tuned, tmp_path, capsys):
     assert {r.task for r in network} <= picked
     assert len(network) % 2 == 0
     assert extract_tasks(lower_to_ir(path), TARGET)  # the model still lowers as before
+
+
+class _Kernels:
+    """Just the ``kernels`` map of a compiled model: symbol -> the nodes it computes."""
+
+    def __init__(self, kernels):
+        self.kernels = kernels
+
+
+def test_scope_time_counts_each_call_once_and_needs_every_node():
+    from convc.tune.network import _scope_seconds
+    model = _Kernels({"pair": ("e1", "d1", "e2", "d2"), "conv": ("a", "b", "c"), "other": ("z",)})
+    runs = 2
+    samples = {"pair": [1.0, 1.0, 3.0, 3.0],   # 2 calls per run, median 2
+               "conv": [0.5] * 6,              # 3 calls per run
+               "other": [9.0, 9.0]}
+    assert _scope_seconds(model, samples, {"e1"}, runs) == 2.0               # the reader's whole call
+    assert _scope_seconds(model, samples, {"e1", "d1"}, runs) == 2.0         # one call, two nodes
+    assert _scope_seconds(model, samples, {"e1", "d1", "e2"}, runs) == 4.0   # two calls
+    assert _scope_seconds(model, samples, {"a", "c", "e1"}, runs) == 3.0     # two conv calls + one pair call
+    assert _scope_seconds(model, samples, {"a", "missing"}, runs) is None
+
+
+def test_readers_are_the_nodes_reading_each_output(tuned):
+    from convc.tune.network import _readers
+    path, _, _ = tuned
+    graph = lower_to_ir(path)
+    by_output = {n.output: n.name for n in graph.nodes}
+    expected = {(by_output[v], n.name) for n in graph.nodes for v in n.inputs if v in by_output}
+    got = {(node, reader) for node, names in _readers(graph).items() for reader in names}
+    assert got == expected and expected

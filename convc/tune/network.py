@@ -1,5 +1,5 @@
-"""The tuned picks checked inside the model: a task keeps its tuned pick where it is faster
-there than the cost model's default, and falls back to the default where it is not.
+"""The tuned picks checked inside the model: a task keeps its tuned pick where the model runs
+faster with it than with the cost model's default, and falls back to the default elsewhere.
 
 A kernel timed alone runs again and again on the same input, split over the cores the same
 way each time, so each core finds its part of the input in its own cache. In the network
@@ -7,19 +7,22 @@ the layer before wrote that input, split its own way: a kernel whose threads eac
 of the input (channel tiles outer) then fetches half of it from the other core. Tuned 1x1
 configs of MobileNetV2 won alone and lost in the network (576 -> 96 over 14x14, 2 threads:
 0.081 vs 0.089 ms alone with cold weights, 0.105 vs 0.079 ms in the model), which made the
-tuned model slower than the untuned one.
+tuned model slower than the untuned one. A pick also changes how its output lies in the
+cores' caches for the kernels reading it: MobileNetV2's 96 -> 24 1x1 conv with channel tiles
+outer ran 0.01 ms faster itself and made the fused pair reading its output 0.05 ms slower.
 
-After the search, ``confirm_in_network`` compiles the model with the cost model's picks and
-with the database's best, runs the two interleaved with the VM's per-kernel timing
-(``CompiledModel.kernel_times``) and appends, for every task whose tuned pick is not its
-default, a ``timing="network"`` record of each of the two: its median seconds per call in
-the model. ``convc.tune.apply`` prefers a task's network records, so the faster of the two
-in the model is compiled. A fused pair's task (``convc.tune.task``) is timed by its fused
-kernel's calls; a task whose nodes share a kernel with nodes of other tasks in either build
-is left as it is.
+After the search, ``confirm_in_network`` compiles the model with the cost model's picks, and
+once more per task whose tuned pick differs from its default with only that pick changed;
+it runs them all interleaved with the VM's per-kernel timing (``CompiledModel.kernel_times``)
+and appends, per such task, a ``timing="network"`` record of the default and one of the
+pick: the seconds per model run of the task's kernels and of the kernels reading their
+outputs (readers without a kernel of their own, such as reshapes, left out), in the
+all-default build and in the pick's build. ``convc.tune.apply`` prefers a
+task's network records, so of the two the one that runs faster in the model is compiled.
 """
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from typing import Any, Sequence
@@ -34,7 +37,7 @@ from convc.tune.measure import Outcome, Trial
 from convc.tune.search import TaskSearch, outcome_record
 
 NETWORK = "network"  # the timing mode of a record measured inside the model
-ROUNDS = 6           # interleaved rounds of the two builds
+ROUNDS = 6           # interleaved rounds of the builds
 RUNS = 15            # model runs per build per round
 PAUSE = 0.05         # seconds of idle before each round, so the other build's spinning threads sleep
 
@@ -56,31 +59,34 @@ def _inputs(model) -> dict[str, np.ndarray]:
     return {spec.name: draw(spec) for spec in model.inputs}
 
 
-def _per_node(model, times: dict[str, list[float]]) -> dict[str, tuple[frozenset, float]]:
-    """node name -> (the nodes its kernel computes, median seconds per call)."""
-    found = {}
-    for symbol, samples in times.items():
-        nodes = frozenset(model.kernels.get(symbol, ()))
-        for node in nodes:
-            found[node] = (nodes, statistics.median(samples))
-    return found
+def _readers(graph: Graph) -> dict[str, set[str]]:
+    """node name -> the names of the nodes reading its output."""
+    consumers = graph.consumers()
+    return {node.name: {reader.name for reader in consumers.get(node.output, [])} for node in graph.nodes}
 
 
-def _task_seconds(per_node: dict, nodes: tuple[str, ...]) -> float | None:
-    """Mean seconds per call of a task's nodes (a fused pair's two nodes: its kernel's time
-    per call); None where a kernel computes nodes of other tasks too or a node has no kernel
-    of its own."""
-    if not all(n in per_node and per_node[n][0] <= set(nodes) for n in nodes):
-        return None
-    return float(np.mean([per_node[n][1] for n in nodes]))
+def _scope_seconds(model, samples: dict[str, list[float]], scope: set[str], runs: int) -> float | None:
+    """Seconds per model run of the kernel calls computing any node of ``scope`` (a call
+    computing several nodes, as a fused pair's does, counts once); None when a node of
+    ``scope`` has no kernel of its own."""
+    total, covered = 0.0, set()
+    for symbol, values in samples.items():
+        nodes = model.kernels.get(symbol, ())
+        hit = scope.intersection(nodes)
+        if not hit:
+            continue
+        nodes_per_call = len(nodes) / (len(values) / runs)
+        total += statistics.median(values) * math.ceil(len(hit) / nodes_per_call - 1e-9)
+        covered |= hit
+    return total if covered == scope else None
 
 
 def confirm_in_network(graph: Graph, target: tvm.target.Target, searches: Sequence[TaskSearch],
                        database: Database, key: dict, versions: dict, device: str,
                        fusions: frozenset[str] = FUSIONS) -> list[Record]:
     """Time the tasks whose tuned pick differs from their default inside the model (compiled
-    with the enabled ``fusions``) and append the network records (see the
-    module docstring); returns them."""
+    with the enabled ``fusions``), each pick in a build of its own, and append the network
+    records (see the module docstring); returns them."""
     from convc.tune.apply import decode_record
     picks: dict[Any, tuple[TaskSearch, Any, Any]] = {}
     for search in searches:
@@ -90,21 +96,24 @@ def confirm_in_network(graph: Graph, target: tvm.target.Target, searches: Sequen
             picks[search.task.problem] = (search, *choice)
     if not picks:
         return []
-    builds = {"default": _build(graph, target, None, fusions),
-              "tuned": _build(graph, target, {p: (k, c) for p, (_, k, c) in picks.items()}, fusions)}
+    builds = {"default": _build(graph, target, None, fusions)}
+    builds.update((problem, _build(graph, target, {problem: (kernel, config)}, fusions))
+                  for problem, (_, kernel, config) in picks.items())
     inputs = _inputs(builds["default"])
-    samples: dict[str, dict[str, list[float]]] = {name: {} for name in builds}
-    for name, model in builds.items():  # warm-up
+    samples: dict[Any, dict[str, list[float]]] = {name: {} for name in builds}
+    for model in builds.values():  # warm-up
         model.kernel_times(inputs, 2)
     for _ in range(ROUNDS):
         for name, model in builds.items():
             time.sleep(PAUSE)
             for symbol, values in model.kernel_times(inputs, RUNS).items():
                 samples[name].setdefault(symbol, []).extend(values)
-    per_node = {name: _per_node(builds[name], samples[name]) for name in builds}
+    readers = _readers(graph)
+    computed = {node for nodes in builds["default"].kernels.values() for node in nodes}  # views have no kernel
     records = []
-    for search, kernel, config in picks.values():
-        seconds = [_task_seconds(per_node[name], search.task.nodes) for name in builds]
+    for problem, (search, kernel, config) in picks.items():
+        scope = set(search.task.nodes).union(*(readers.get(n, set()) & computed for n in search.task.nodes))
+        seconds = [_scope_seconds(builds[name], samples[name], scope, ROUNDS * RUNS) for name in ("default", problem)]
         if None in seconds:
             continue
         for (k, c), t in zip(((search.default_kernel, search.default_config), (kernel, config)), seconds):

@@ -10,10 +10,13 @@ already in the database, so rerunning an interrupted ``tune`` finishes the same 
 """
 from __future__ import annotations
 
-import multiprocessing
+import pickle
+import subprocess
+import sys
+import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Collection, Mapping, Sequence
 
 import onnx
@@ -177,6 +180,9 @@ def prepare(model, db: str, target: str, input_shapes: Mapping[str, Sequence[int
     return Setup(graph, tvm_target, database, key, current, mode, fusions, searches)
 
 
+CHECK_RESULT = "records.pickle"  # what the check's process leaves beside its request
+
+
 @dataclass(frozen=True)
 class CheckRequest:
     """The in-model check of a tune's tasks ``tasks`` (task numbers), as data a new process can
@@ -193,13 +199,28 @@ class CheckRequest:
 
 
 def check_in_fresh_process(request: CheckRequest) -> list:
-    """``confirm_in_network`` on the database's records, run in a new process; the records it
-    appended. A process that has timed thousands of trial kernels runs the model slower and
-    unevenly (MobileNetV2 at 2 threads: 3.6 ms fresh, 4.2-6.4 ms after 100-600 trials), which
-    made the check keep fused-pair configs that are 15-25% slower in a fresh process."""
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(_check, request).result()
+    """``confirm_in_network`` on the database's records, run in a new Python process; the
+    records it appended. A process that has timed thousands of trial kernels runs the model
+    slower and unevenly (MobileNetV2 at 2 threads: 3.6 ms fresh, 4.2-6.4 ms after 100-600
+    trials), which made the check keep fused-pair configs that are 15-25% slower in a fresh
+    process. (A plain subprocess, not ``multiprocessing``: that needs the caller's main module
+    to be a file it can import again.)"""
+    with tempfile.TemporaryDirectory(prefix="convc-check-") as tmp:
+        path = Path(tmp) / "request.pickle"
+        path.write_bytes(pickle.dumps(request))
+        code = "import sys; from convc.tune.tuner import run_check_file; run_check_file(sys.argv[1])"
+        done = subprocess.run([sys.executable, "-c", code, str(path)], stderr=subprocess.PIPE, text=True)
+        if done.returncode != 0:
+            last = " | ".join(done.stderr.strip().splitlines()[-3:])
+            raise ConvcError(f"tune: the in-model check failed (exit {done.returncode}): {last}")
+        return pickle.loads(path.with_name(CHECK_RESULT).read_bytes())
+
+
+def run_check_file(path: str) -> None:
+    """The new process of ``check_in_fresh_process``: the check of the pickled request at
+    ``path``; its records pickled beside it."""
+    request = pickle.loads(Path(path).read_bytes())
+    Path(path).with_name(CHECK_RESULT).write_bytes(pickle.dumps(_check(request)))
 
 
 def _check(request: CheckRequest) -> list:
