@@ -9,7 +9,8 @@ configs of MobileNetV2 won alone and lost in the network (576 -> 96 over 14x14, 
 0.081 vs 0.089 ms alone with cold weights, 0.105 vs 0.079 ms in the model), which made the
 tuned model slower than the untuned one. A pick also changes how its output lies in the
 cores' caches for the kernels reading it: MobileNetV2's 96 -> 24 1x1 conv with channel tiles
-outer ran 0.01 ms faster itself and made the fused pair reading its output 0.05 ms slower.
+outer ran faster itself (0.117 -> 0.096 ms) and made the fused pair reading its output slower
+(0.187 -> 0.244 ms; 2 threads, in the model).
 
 After the search, ``confirm_in_network`` compiles the model with the cost model's picks, and
 once more per task whose tuned pick differs from its default with only that pick changed;

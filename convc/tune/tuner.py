@@ -10,16 +10,9 @@ already in the database, so rerunning an interrupted ``tune`` finishes the same 
 """
 from __future__ import annotations
 
-import pickle
-import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Collection, Mapping, Sequence
-
-import onnx
 
 from convc.errors import ConvcError
 from convc.lower.fusion import FUSIONS, enabled_fusions
@@ -108,12 +101,21 @@ def tune(model, db: str, target: str = "llvm", trials: int | None = None, time_b
     broken one); a fused pair's task searches the backend's pair kernel. ``dtype`` is the
     precision the model will be compiled in (``convc.compile``).
     With ``confirm`` (CPU, measured here), the tuned picks are then timed inside the model
-    against the defaults (``convc.tune.network``), in a new process (``check_in_fresh_process``).
+    against the defaults (``convc.tune.network``).
     """
+    from convc.compiler import check_dtype, convert_dtype, lower_to_ir
     budget = Budget(trials, time_budget)
-    setup = prepare(model, db, target, input_shapes, disable_passes, dtype, timing, candidates)
-    measurer = _measurer(setup.target, rpc_tracker, rpc_key, timing)
-    searches = setup.searches
+    tvm_target = resolve_target(target)
+    check_dtype(dtype)
+    measurer = _measurer(tvm_target, rpc_tracker, rpc_key, timing)
+    fusions = enabled_fusions(disable_passes)
+    graph = convert_dtype(lower_to_ir(model, input_shapes, disable_passes=set(disable_passes) - FUSIONS), dtype)
+    database = Database(db)
+    key, current = plain(TargetKey.of(tvm_target)), versions()
+    mode = timing.mode(tvm_target)
+    old = [r for r in iter_compatible(database.records(), key, current) if r.timing == mode]
+    searches = [TaskSearch(i, t, _searched(t, candidates), [r for r in old if r.task == t.signature])
+                for i, t in enumerate(extract_tasks(graph, tvm_target, fusions))]
     active = select_tasks(searches, tasks)
     progress = progress or Progress()
     progress.start(active, budget.trials, budget.seconds, measurer.device)
@@ -130,106 +132,17 @@ def tune(model, db: str, target: str = "llvm", trials: int | None = None, time_b
             break
         outcomes = measurer.measure([trial for _, trial in batch])
         for (search, trial), outcome in zip(batch, outcomes):
-            record = outcome_record(search.task, trial, outcome, setup.key, setup.versions, measurer.device,
-                                    setup.mode)
-            setup.database.append(record)
+            record = outcome_record(search.task, trial, outcome, key, current, measurer.device, mode)
+            database.append(record)
             search.add(record)
             run += 1
             progress.trial(search, record, active)
-    if isinstance(measurer, LocalMeasurer) and setup.target.kind.name == "llvm" and confirm:
-        request = CheckRequest(model.SerializeToString() if isinstance(model, onnx.ModelProto) else model, db,
-                               target, dict(input_shapes or {}), tuple(disable_passes), dtype, timing,
-                               tuple(s.index for s in active))
-        progress.network(check_in_fresh_process(request))
+    if isinstance(measurer, LocalMeasurer) and tvm_target.kind.name == "llvm" and confirm:
+        checked = confirm_in_network(graph, tvm_target, active, database, key, current, measurer.device, fusions)
+        progress.network(checked)
     report = TuneReport(tuple(searches), run, time.monotonic() - start)
     progress.finish(active, report)
     return report
-
-
-@dataclass(frozen=True)
-class Setup:
-    """What a tune works on: the model's graph after the rewrite passes, the target, the
-    database, the target key and versions its records carry, the timing mode, the fusions
-    made, and one search per task holding that mode's compatible records."""
-
-    graph: Any
-    target: Any
-    database: Database
-    key: dict
-    versions: dict
-    mode: str
-    fusions: frozenset[str]
-    searches: list[TaskSearch]
-
-
-def prepare(model, db: str, target: str, input_shapes: Mapping[str, Sequence[int]] | None,
-            disable_passes: Collection[str], dtype: str, timing: Timing,
-            candidates: Sequence[Any] | None = None) -> Setup:
-    """The ``Setup`` of a tune (arguments as ``tune``'s)."""
-    from convc.compiler import check_dtype, convert_dtype, lower_to_ir
-    tvm_target = resolve_target(target)
-    check_dtype(dtype)
-    fusions = enabled_fusions(disable_passes)
-    graph = convert_dtype(lower_to_ir(model, input_shapes, disable_passes=set(disable_passes) - FUSIONS), dtype)
-    database = Database(db)
-    key, current = plain(TargetKey.of(tvm_target)), versions()
-    mode = timing.mode(tvm_target)
-    old = [r for r in iter_compatible(database.records(), key, current) if r.timing == mode]
-    searches = [TaskSearch(i, t, _searched(t, candidates), [r for r in old if r.task == t.signature])
-                for i, t in enumerate(extract_tasks(graph, tvm_target, fusions))]
-    return Setup(graph, tvm_target, database, key, current, mode, fusions, searches)
-
-
-CHECK_RESULT = "records.pickle"  # what the check's process leaves beside its request
-
-
-@dataclass(frozen=True)
-class CheckRequest:
-    """The in-model check of a tune's tasks ``tasks`` (task numbers), as data a new process can
-    take: ``model`` is a path or a serialized ModelProto; the rest as ``tune``'s arguments."""
-
-    model: Any
-    db: str
-    target: str
-    input_shapes: dict
-    disable_passes: tuple[str, ...]
-    dtype: str
-    timing: Timing
-    tasks: tuple[int, ...]
-
-
-def check_in_fresh_process(request: CheckRequest) -> list:
-    """``confirm_in_network`` on the database's records, run in a new Python process; the
-    records it appended. A process that has timed thousands of trial kernels runs the model
-    slower and unevenly (MobileNetV2 at 2 threads: 3.6 ms fresh, 4.2-6.4 ms after 100-600
-    trials), which made the check keep fused-pair configs that are 15-25% slower in a fresh
-    process. (A plain subprocess, not ``multiprocessing``: that needs the caller's main module
-    to be a file it can import again.)"""
-    with tempfile.TemporaryDirectory(prefix="convc-check-") as tmp:
-        path = Path(tmp) / "request.pickle"
-        path.write_bytes(pickle.dumps(request))
-        code = "import sys; from convc.tune.tuner import run_check_file; run_check_file(sys.argv[1])"
-        done = subprocess.run([sys.executable, "-c", code, str(path)], stderr=subprocess.PIPE, text=True)
-        if done.returncode != 0:
-            last = " | ".join(done.stderr.strip().splitlines()[-3:])
-            raise ConvcError(f"tune: the in-model check failed (exit {done.returncode}): {last}")
-        return pickle.loads(path.with_name(CHECK_RESULT).read_bytes())
-
-
-def run_check_file(path: str) -> None:
-    """The new process of ``check_in_fresh_process``: the check of the pickled request at
-    ``path``; its records pickled beside it."""
-    request = pickle.loads(Path(path).read_bytes())
-    Path(path).with_name(CHECK_RESULT).write_bytes(pickle.dumps(_check(request)))
-
-
-def _check(request: CheckRequest) -> list:
-    model = onnx.load_from_string(request.model) if isinstance(request.model, bytes) else request.model
-    setup = prepare(model, request.db, request.target, request.input_shapes or None, request.disable_passes,
-                    request.dtype, request.timing)
-    active = [s for s in setup.searches if s.index in request.tasks]
-    return confirm_in_network(setup.graph, setup.target, active, setup.database, setup.key, setup.versions,
-                              LocalMeasurer.device, setup.fusions)
 
 
 def _measurer(target, rpc_tracker: str | None, rpc_key: str | None, timing: Timing) -> Measurer:
