@@ -57,6 +57,21 @@ def test_a_tuned_pick_and_its_default_are_timed_in_the_model(tuned, tmp_path):
     assert picked.trial_key != default.trial_key and picked.seconds > 1e-9  # timed for real, in the model
 
 
+def test_picks_are_timed_in_groups_when_builds_would_hold_too_many_weights(tuned, tmp_path, monkeypatch):
+    import convc.tune.network as network
+    path, db, report = tuned
+    searches = [_other_pick(s) for s in report.searches if sum(r.ok for r in s.records) >= 2][:2]
+    assert len(searches) == 2
+    built = []
+    original = network._build
+    monkeypatch.setattr(network, "_build", lambda *args: built.append(args[2]) or original(*args))
+    monkeypatch.setattr(network, "BUILD_BYTES", 1)  # one pick build at a time beside the default
+    records = confirm_in_network(lower_to_ir(path), TARGET, searches, Database(tmp_path / "db"),
+                                 searches[0].records[0].target, searches[0].records[0].versions, "local")
+    assert [len(b) if b else 0 for b in built] == [0, 1, 1]  # the default once, then each pick alone
+    assert [r.task for r in records] == [s.task.signature for s in searches for _ in range(2)]
+
+
 def test_no_record_when_every_pick_is_its_default(tuned, tmp_path):
     path, db, report = tuned
     unchanged = [TaskSearch(s.index, s.task, s.task.backend.candidates, [s.default_record]) for s in report.searches]

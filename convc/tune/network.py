@@ -41,6 +41,7 @@ NETWORK = "network"  # the timing mode of a record measured inside the model
 ROUNDS = 6           # interleaved rounds of the builds
 RUNS = 15            # model runs per build per round
 PAUSE = 0.05         # seconds of idle before each round, so the other build's spinning threads sleep
+BUILD_BYTES = 2 << 30  # builds held at once: as many as fit this many bytes of weights (the default included)
 
 
 def _build(graph: Graph, target: tvm.target.Target, tuned: dict | None, fusions: frozenset[str]):
@@ -87,7 +88,8 @@ def confirm_in_network(graph: Graph, target: tvm.target.Target, searches: Sequen
                        fusions: frozenset[str] = FUSIONS) -> list[Record]:
     """Time the tasks whose tuned pick differs from their default inside the model (compiled
     with the enabled ``fusions``), each pick in a build of its own, and append the network
-    records (see the module docstring); returns them."""
+    records (see the module docstring); returns them. The pick builds are timed in groups
+    against the default build, as many at once as ``BUILD_BYTES`` of weights allow."""
     from convc.tune.apply import decode_record
     picks: dict[Any, tuple[TaskSearch, Any, Any]] = {}
     for search in searches:
@@ -97,29 +99,57 @@ def confirm_in_network(graph: Graph, target: tvm.target.Target, searches: Sequen
             picks[search.task.problem] = (search, *choice)
     if not picks:
         return []
-    builds = {"default": _build(graph, target, None, fusions)}
-    builds.update((problem, _build(graph, target, {problem: (kernel, config)}, fusions))
-                  for problem, (_, kernel, config) in picks.items())
-    inputs = _inputs(builds["default"])
+    default = _build(graph, target, None, fusions)
+    inputs = _inputs(default)
+    readers = _readers(graph)
+    computed = {node for nodes in default.kernels.values() for node in nodes}  # views have no kernel
+    weight_bytes = sum(array.nbytes for array in graph.constants.values())
+    per_group = max(1, min(len(picks), BUILD_BYTES // max(weight_bytes, 1) - 1))
+    problems = list(picks)
+    records = []
+    for first in range(0, len(problems), per_group):
+        group = problems[first:first + per_group]
+        builds = {"default": default}
+        builds.update((p, _build(graph, target, {p: picks[p][1:]}, fusions)) for p in group)
+        samples = _interleaved_kernel_times(builds, inputs)
+        for problem in group:
+            search, kernel, config = picks[problem]
+            scope = set(search.task.nodes).union(*(readers.get(n, set()) & computed for n in search.task.nodes))
+            seconds = [_scope_seconds(builds[name], samples[name], scope, ROUNDS * RUNS)
+                       for name in ("default", problem)]
+            if None in seconds:
+                continue
+            for (k, c), t in zip(((search.default_kernel, search.default_config), (kernel, config)), seconds):
+                record = outcome_record(search.task, Trial(search.task.problem, k, c), Outcome("ok", t, (t,)),
+                                        key, versions, device, NETWORK)
+                database.append(record)
+                records.append(record)
+    return records
+
+
+def check_seconds(graph: Graph, target: tvm.target.Target, picks: int, fusions: frozenset[str] = FUSIONS) -> float:
+    """The seconds ``confirm_in_network`` will take for ``picks`` tasks whose pick differs from
+    the default, estimated from one build of the model and one run of it, both timed here."""
+    start = time.monotonic()
+    model = _build(graph, target, None, fusions)
+    build = time.monotonic() - start
+    inputs = _inputs(model)
+    model.kernel_times(inputs, 1)  # the first run pays for setting up
+    start = time.monotonic()
+    model.kernel_times(inputs, 1)
+    run = time.monotonic() - start
+    return (picks + 1) * (build + 2 * run + ROUNDS * (PAUSE + RUNS * run))
+
+
+def _interleaved_kernel_times(builds: dict, inputs: dict) -> dict[Any, dict[str, list[float]]]:
+    """Per build: kernel symbol -> seconds of each call over ``ROUNDS`` rounds of ``RUNS`` runs,
+    the builds taking turns each round (after a warm-up run of each)."""
     samples: dict[Any, dict[str, list[float]]] = {name: {} for name in builds}
-    for model in builds.values():  # warm-up
+    for model in builds.values():
         model.kernel_times(inputs, 2)
     for _ in range(ROUNDS):
         for name, model in builds.items():
             time.sleep(PAUSE)
             for symbol, values in model.kernel_times(inputs, RUNS).items():
                 samples[name].setdefault(symbol, []).extend(values)
-    readers = _readers(graph)
-    computed = {node for nodes in builds["default"].kernels.values() for node in nodes}  # views have no kernel
-    records = []
-    for problem, (search, kernel, config) in picks.items():
-        scope = set(search.task.nodes).union(*(readers.get(n, set()) & computed for n in search.task.nodes))
-        seconds = [_scope_seconds(builds[name], samples[name], scope, ROUNDS * RUNS) for name in ("default", problem)]
-        if None in seconds:
-            continue
-        for (k, c), t in zip(((search.default_kernel, search.default_config), (kernel, config)), seconds):
-            record = outcome_record(search.task, Trial(search.task.problem, k, c), Outcome("ok", t, (t,)),
-                                    key, versions, device, NETWORK)
-            database.append(record)
-            records.append(record)
-    return records
+    return samples

@@ -6,7 +6,9 @@ with the most to gain, scored ``count x best time / (1 + trials on it)``: the en
 time a task holds, discounted by how much it was already searched (returns diminish).
 Tasks whose space is exhausted drop out. ``trials`` counts the records of these tasks
 already in the database, so rerunning an interrupted ``tune`` finishes the same budget;
-``time_budget`` is this run's wall time.
+``time_budget`` is this run's wall time, the in-model check's included: the search stops
+early by the check's time, estimated from one build and one run of the model
+(``convc.tune.network.check_seconds``).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from convc.target import resolve_target
 from convc.tune.database import Database, iter_compatible, versions
 from convc.tune.encode import plain
 from convc.tune.measure import LocalMeasurer, Measurer, RPCMeasurer, Timing
-from convc.tune.network import confirm_in_network
+from convc.tune.network import check_seconds, confirm_in_network
 from convc.tune.progress import Progress
 from convc.tune.search import TaskSearch, outcome_record
 from convc.tune.task import TargetKey, Task, extract_tasks
@@ -120,12 +122,16 @@ def tune(model, db: str, target: str = "llvm", trials: int | None = None, time_b
     progress = progress or Progress()
     progress.start(active, budget.trials, budget.seconds, measurer.device)
     start, run = time.monotonic(), 0
+    check = isinstance(measurer, LocalMeasurer) and tvm_target.kind.name == "llvm" and confirm
+    search_seconds = budget.seconds
+    if check and budget.seconds is not None:
+        search_seconds = budget.seconds - check_seconds(graph, tvm_target, len(active), fusions)
     while True:
         used = sum(s.trials for s in active)
         room = measurer.parallel
         if budget.trials is not None:
             room = min(room, budget.trials - used)
-        if budget.seconds is not None and time.monotonic() - start >= budget.seconds:
+        if search_seconds is not None and time.monotonic() - start >= search_seconds:
             room = 0
         batch = _next_batch(active, room)
         if not batch:
@@ -137,7 +143,7 @@ def tune(model, db: str, target: str = "llvm", trials: int | None = None, time_b
             search.add(record)
             run += 1
             progress.trial(search, record, active)
-    if isinstance(measurer, LocalMeasurer) and tvm_target.kind.name == "llvm" and confirm:
+    if check:
         checked = confirm_in_network(graph, tvm_target, active, database, key, current, measurer.device, fusions)
         progress.network(checked)
     report = TuneReport(tuple(searches), run, time.monotonic() - start)
