@@ -74,7 +74,8 @@ def add_commands(sub) -> None:
     budget = p.add_argument_group("budget (at least one)")
     budget.add_argument("--trials", type=int, metavar="N",
                         help="measurements for the whole model, those already in the database included")
-    budget.add_argument("--time-budget", metavar="DURATION", help="wall time of this run, the in-model check included: 90s, 20m, 1h30m")
+    budget.add_argument("--time-budget", metavar="DURATION",
+                        help="wall time of this run, the in-model check included: 90s, 20m, 1h30m")
     p.add_argument("--tasks", metavar="I,J,...", help="only these task numbers (listed when tuning starts)")
     p.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,...")
     p.add_argument("--rpc-tracker", metavar="HOST:PORT", help="measure on the devices of a TVM RPC tracker")
