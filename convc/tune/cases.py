@@ -59,8 +59,8 @@ class Case:
 
 class PairCase:
     """A fused pair's case: the expansion's input, both weights and biases; the reference is
-    the depthwise conv of the expansion's output (epilogues included, as the pair has no
-    operands)."""
+    the depthwise conv of the expansion's output, epilogues included (a pair has no epilogue
+    operands, so ``pack_operand`` goes unused: it is there for ``case_for``'s one signature)."""
 
     def __init__(self, pair: FusedPair, seed: int = 0, pack_operand: OperandPacker = pack_operand):
         e, d = pair.expand, pair.depthwise
