@@ -17,16 +17,12 @@ from dataclasses import dataclass
 from typing import Any, Collection, Mapping, Sequence
 
 from convc.errors import ConvcError
-from convc.lower.fusion import FUSIONS, enabled_fusions
-from convc.schedules.cpu.blocked import ConvProblem
-from convc.target import resolve_target
-from convc.tune.database import Database, iter_compatible, versions
-from convc.tune.encode import plain
 from convc.tune.measure import LocalMeasurer, Measurer, RPCMeasurer, Timing
-from convc.tune.network import check_seconds, confirm_in_network
+from convc.tune.fresh import CheckRequest, check_in_fresh_process
+from convc.tune.network import check_seconds
 from convc.tune.progress import Progress
 from convc.tune.search import TaskSearch, outcome_record
-from convc.tune.task import TargetKey, Task, extract_tasks
+from convc.tune.setup import prepare
 
 
 @dataclass(frozen=True)
@@ -103,21 +99,13 @@ def tune(model, db: str, target: str = "llvm", trials: int | None = None, time_b
     broken one); a fused pair's task searches the backend's pair kernel. ``dtype`` is the
     precision the model will be compiled in (``convc.compile``).
     With ``confirm`` (CPU, measured here), the tuned picks are then timed inside the model
-    against the defaults (``convc.tune.network``).
+    against the defaults (``convc.tune.network``), in a new process (``convc.tune.fresh``).
     """
-    from convc.compiler import check_dtype, convert_dtype, lower_to_ir
     budget = Budget(trials, time_budget)
-    tvm_target = resolve_target(target)
-    check_dtype(dtype)
+    setup = prepare(model, db, target, input_shapes, disable_passes, dtype, timing, candidates)
+    tvm_target, key, current, mode = setup.target, setup.key, setup.versions, setup.mode
     measurer = _measurer(tvm_target, rpc_tracker, rpc_key, timing)
-    fusions = enabled_fusions(disable_passes)
-    graph = convert_dtype(lower_to_ir(model, input_shapes, disable_passes=set(disable_passes) - FUSIONS), dtype)
-    database = Database(db)
-    key, current = plain(TargetKey.of(tvm_target)), versions()
-    mode = timing.mode(tvm_target)
-    old = [r for r in iter_compatible(database.records(), key, current) if r.timing == mode]
-    searches = [TaskSearch(i, t, _searched(t, candidates), [r for r in old if r.task == t.signature])
-                for i, t in enumerate(extract_tasks(graph, tvm_target, fusions))]
+    searches = setup.searches
     active = select_tasks(searches, tasks)
     progress = progress or Progress()
     progress.start(active, budget.trials, budget.seconds, measurer.device)
@@ -125,7 +113,7 @@ def tune(model, db: str, target: str = "llvm", trials: int | None = None, time_b
     check = isinstance(measurer, LocalMeasurer) and tvm_target.kind.name == "llvm" and confirm
     search_seconds = budget.seconds
     if check and budget.seconds is not None:
-        search_seconds = budget.seconds - check_seconds(graph, tvm_target, len(active), fusions)
+        search_seconds = budget.seconds - check_seconds(setup.graph, tvm_target, len(active), setup.fusions)
     while True:
         used = sum(s.trials for s in active)
         room = measurer.parallel
@@ -139,13 +127,15 @@ def tune(model, db: str, target: str = "llvm", trials: int | None = None, time_b
         outcomes = measurer.measure([trial for _, trial in batch])
         for (search, trial), outcome in zip(batch, outcomes):
             record = outcome_record(search.task, trial, outcome, key, current, measurer.device, mode)
-            database.append(record)
+            setup.database.append(record)
             search.add(record)
             run += 1
             progress.trial(search, record, active)
     if check:
-        checked = confirm_in_network(graph, tvm_target, active, database, key, current, measurer.device, fusions)
-        progress.network(checked)
+        request = CheckRequest.of(model, db=db, target=target, input_shapes=dict(input_shapes or {}),
+                                  disable_passes=tuple(disable_passes), dtype=dtype, timing=timing,
+                                  tasks=tuple(s.index for s in active))
+        progress.network(check_in_fresh_process(request))
     report = TuneReport(tuple(searches), run, time.monotonic() - start)
     progress.finish(active, report)
     return report
@@ -157,11 +147,6 @@ def _measurer(target, rpc_tracker: str | None, rpc_key: str | None, timing: Timi
     if not (rpc_tracker and rpc_key):
         raise ConvcError("tune: --rpc-tracker HOST:PORT and --rpc-key KEY go together")
     return RPCMeasurer(target, rpc_tracker, rpc_key, timing)
-
-
-def _searched(task: Task, candidates: Sequence[Any] | None) -> Sequence[Any]:
-    """The kernels searched for ``task``: ``candidates`` for a conv when given, else its kind's."""
-    return candidates if candidates and isinstance(task.problem, ConvProblem) else task.candidates
 
 
 def _gain(search: TaskSearch) -> float:
