@@ -26,7 +26,7 @@ from convc.lower import build
 from convc.runtime import cuda_missing
 from convc.target import resolve_target
 from convc.tune import extract_tasks
-from convc.tune.measure import Case
+from convc.tune.cases import Case
 
 MODELS = ["resnet_small", "mobilenet_small", "dcgan_small", "unet_small", "vgg_small", "tiny"]
 ARCHS = ["sm_80", "sm_90"]
