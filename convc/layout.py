@@ -2,8 +2,9 @@
 
 The CPU backend stores a 4-D/5-D/3-D activation ``(N, C, *S)`` either plainly or blocked
 as ``(N, C/b, *S, b)`` with ``b`` the SIMD width, so that conv kernels read and write
-whole vectors of channels. One block is chosen for the whole graph. A conv whose output
-channels divide by ``b`` writes the blocked layout; ops that work per channel and
+whole vectors of channels; a tensor whose channels that width does not divide takes half
+of it where that divides them and is at least 8 lanes (``block_of``). A conv whose output
+channels fill such blocks writes the blocked layout; ops that work per channel and
 position (activations, residual adds, pools, spatial reductions, channel concats,
 spatial resizes, pads and slices, sub-pixel interleaves) keep their input's layout; every other op reads plain
 tensors. So blocked values flow from conv to conv, and the only layout transforms sit
@@ -23,8 +24,23 @@ PLAIN = 0
 Layouts = dict[Value, int]
 
 
-def _blockable(value: Value, block: int) -> bool:
-    return value.type.rank >= 3 and value.shape[1] % block == 0 and value.dtype == "float32"
+# the narrowest channel block a value is stored in when the target's block does not divide
+# its channels (half of an AVX-512 register: 8 lanes)
+MIN_BLOCK = 8
+
+
+def block_of(value: Value, block: int) -> int:
+    """The channel block ``value`` is stored in when blocked: the target's ``block`` where it
+    divides the channels, else the largest smaller power of two of at least ``MIN_BLOCK`` that
+    does, else 0 (plain). Half-block tensors (MobileNetV2's 24 channels with 16-lane vectors)
+    use vectors of half width, still better than a plain tensor, which the next conv reads
+    one scalar per channel plane at a time."""
+    if value.type.rank < 3 or value.dtype != "float32":
+        return PLAIN
+    b = block
+    while b and value.shape[1] % b:
+        b = b // 2 if b // 2 >= MIN_BLOCK else PLAIN
+    return b
 
 
 def _operands_follow(graph: Graph, node: Node, layouts: Layouts, block: int, inputs) -> bool:
@@ -40,21 +56,19 @@ def _operands_follow(graph: Graph, node: Node, layouts: Layouts, block: int, inp
 
 def _conv(graph: Graph, node: Node, layouts: Layouts, block: int) -> int:
     _, operands = split_conv_inputs(node.attrs, node.inputs)
-    if not _blockable(node.output, block):
-        return PLAIN
     if any(not graph.is_constant(v) and v.shape != node.output.shape for v in operands):
         return PLAIN
-    return block
+    return block_of(node.output, block)
 
 
 def _elementwise(graph: Graph, node: Node, layouts: Layouts, block: int) -> int:
-    if not _blockable(node.output, block):
-        return PLAIN
-    return block if _operands_follow(graph, node, layouts, block, node.inputs) else PLAIN
+    block = block_of(node.output, block)
+    return block if block and _operands_follow(graph, node, layouts, block, node.inputs) else PLAIN
 
 
 def _first_input(graph: Graph, node: Node, layouts: Layouts, block: int) -> int:
-    return layouts.get(node.inputs[0], PLAIN) if _blockable(node.output, block) else PLAIN
+    have = layouts.get(node.inputs[0], PLAIN)
+    return have if have and have == block_of(node.output, block) else PLAIN
 
 
 def _spatial_reduce(graph: Graph, node: Node, layouts: Layouts, block: int) -> int:
@@ -64,9 +78,8 @@ def _spatial_reduce(graph: Graph, node: Node, layouts: Layouts, block: int) -> i
 
 
 def _concat(graph: Graph, node: Node, layouts: Layouts, block: int) -> int:
-    if node.attrs.axis != 1 or not _blockable(node.output, block):
-        return PLAIN
-    return block if all(layouts.get(v, PLAIN) == block for v in node.inputs) else PLAIN
+    block = block_of(node.output, block) if node.attrs.axis == 1 else PLAIN
+    return block if block and all(layouts.get(v, PLAIN) == block for v in node.inputs) else PLAIN
 
 
 def _spatial_resize(graph: Graph, node: Node, layouts: Layouts, block: int) -> int:
@@ -84,9 +97,8 @@ def _spatial_pad(graph: Graph, node: Node, layouts: Layouts, block: int) -> int:
 def _interleave(graph: Graph, node: Node, layouts: Layouts, block: int) -> int:
     """Blocked phases interleave into a blocked output when the output's channels fill whole
     blocks (then every phase's channel range starts on a block boundary)."""
-    if not _blockable(node.output, block):
-        return PLAIN
-    return block if all(layouts.get(v, PLAIN) == block for v in node.inputs) else PLAIN
+    block = block_of(node.output, block)
+    return block if block and all(layouts.get(v, PLAIN) == block for v in node.inputs) else PLAIN
 
 
 def _spatial_slice(graph: Graph, node: Node, layouts: Layouts, block: int) -> int:
@@ -130,9 +142,10 @@ def conv_layouts(node: Node, layouts: Layouts, block: int) -> tuple[int, int]:
     x, w = node.inputs[0], node.inputs[1]
     have = layouts.get(x, PLAIN)
     pointwise = all(k == 1 for k in w.shape[2:])
+    copy = block_of(x, block)
     wide = w.shape[0] >= POINTWISE_COPY_CHANNELS * block
-    if have == PLAIN and block and (wide or not pointwise) and node.attrs.groups == 1 and _blockable(x, block):
-        have = block
+    if have == PLAIN and copy and (wide or not pointwise) and node.attrs.groups == 1:
+        have = copy
     return have, layouts[node.output]
 
 

@@ -8,7 +8,8 @@ from convc.compiler import lower_to_ir, plan_schedules
 from convc.errors import ConvcError
 from convc.ir import ConvAttrs, GraphBuilder, Op, TensorType
 from convc.ir.ops.normalization import SoftmaxAttrs
-from convc.layout import PLAIN, conv_layouts, plan_layouts
+from convc.ir.ops.movement import ConcatAttrs
+from convc.layout import PLAIN, block_of, conv_layouts, plan_layouts
 from convc.lower.compiler import signature_of
 from convc.lower.fusion import FUSION
 from convc.lower.module import ModuleBuilder
@@ -40,6 +41,43 @@ def test_ops_outside_the_conv_world_read_plain_values():
     s = b.emit1(Op.SOFTMAX, [y], SoftmaxAttrs(1))
     layouts = plan_layouts(b.build([s]), 8)
     assert layouts[y] == 8 and layouts[s] == PLAIN
+
+
+@pytest.mark.parametrize("shape, block, stored", [
+    ((1, 32, 4, 4), 16, 16),
+    ((1, 24, 4, 4), 16, 8),    # half a 16-lane block
+    ((1, 40, 4), 16, 8),
+    ((1, 24, 4, 4), 8, 8),
+    ((1, 12, 4, 4), 16, PLAIN),  # no block of 8 or more divides 12
+    ((1, 12, 4, 4), 8, PLAIN),   # half of 8 is below the narrowest block
+    ((1, 32, 4, 4), 0, PLAIN),   # blocking disabled
+    ((1, 32), 16, PLAIN),        # no spatial axes
+])
+def test_block_of_a_value(shape, block, stored):
+    b = GraphBuilder()
+    assert block_of(b.add_input("x", TensorType(shape, "float32")), block) == stored
+
+
+def test_values_of_half_block_channels_stay_blocked_and_mix_correctly():
+    """24-channel values are stored in blocks of 8 beside 32-channel ones in blocks of 16; a
+    concat of inputs in different blocks falls back to plain; the whole graph still computes
+    what the interpreter does."""
+    rng = np.random.default_rng(0)
+    b = GraphBuilder()
+    x = b.add_input("x", TensorType((1, 32, 6, 6), "float32"))
+    conv = ConvAttrs((1, 1), (1, 1), (1, 1), (1, 1), 1)
+    weight = lambda o, i, name: b.constant((rng.standard_normal((o, i, 3, 3)) / (3 * i ** 0.5)).astype(np.float32), name)
+    narrow = b.emit1(Op.CONV, [x, weight(24, 32, "w1")], conv)
+    again = b.emit1(Op.CONV, [narrow, weight(24, 24, "w2")], conv)
+    residual = b.emit1(Op.ADD, [again, narrow])
+    mixed = b.emit1(Op.CONCAT, [x, residual], ConcatAttrs(1))       # 32 (block 16) + 24 (block 8)
+    same = b.emit1(Op.CONCAT, [residual, narrow], ConcatAttrs(1))   # 48 channels from two blocks of 8
+    out = b.emit1(Op.CONV, [mixed, weight(16, 56, "w3")], conv)
+    graph = b.build([out, same])
+    layouts = plan_layouts(graph, 16)
+    assert (layouts[narrow], layouts[again], layouts[residual]) == (8, 8, 8)
+    assert layouts[mixed] == PLAIN and layouts[same] == PLAIN and layouts[out] == 16
+    check(graph, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("kernel, groups, channels, blocks_out, blocked_read", [

@@ -1,7 +1,7 @@
 """A graph as a Relax module: one ``call_tir`` per node, weights as embedded constants.
 
 Each activation has a layout from ``convc.layout.plan_layouts`` (plain, or blocked by
-the target's SIMD width on the CPU; always plain on CUDA). Convs with constant weights
+the target's SIMD width, or half of it, on the CPU; always plain on CUDA). Convs with constant weights
 compile to the conv kernels of the target's backend (``convc.backend``: the blocked CPU
 kernels of ``convc.schedules.cpu.blocked``, the CUDA kernels of ``convc.schedules.cuda.conv``;
 weights packed here, at compile time); every other node is lowered to TE by its registered
