@@ -15,7 +15,7 @@ from convc.tune import Database, load_tuned
 from convc.tune.measure import Timing
 from convc.tune.network import NETWORK, confirm_in_network
 from convc.tune.progress import Progress
-from convc.tune.search import TaskSearch
+from convc.tune.search import TaskSearch, trial_key
 from convc.tune.task import extract_tasks
 from convc.tune.tuner import tune
 from convc.zoo.registry import build
@@ -148,3 +148,50 @@ def test_readers_are_the_nodes_reading_each_output(tuned):
     expected = {(by_output[v], n.name) for n in graph.nodes for v in n.inputs if v in by_output}
     got = {(node, reader) for node, names in _readers(graph).items() for reader in names}
     assert got == expected and expected
+
+
+def _with_times(search: TaskSearch, seconds: dict[int, float]) -> TaskSearch:
+    """``search`` (a copy) with the ok records at the given positions re-timed."""
+    ok = [r for r in search.records if r.ok]
+    timed = [dataclasses.replace(r, seconds=seconds.get(i, r.seconds)) for i, r in enumerate(ok)]
+    return TaskSearch(search.index, search.task, search.task.backend.candidates, timed)
+
+
+def test_network_picks_are_the_fastest_alone_that_beat_the_default(tuned):
+    from convc.tune.network import network_picks
+    _, _, report = tuned
+    search = next(s for s in report.searches if sum(r.ok for r in s.records) >= 3)
+    ok = [r for r in search.records if r.ok]
+    d = next(i for i, r in enumerate(ok) if r.trial_key == search.default_record.trial_key)
+    first, second = [i for i in range(len(ok)) if i != d][:2]
+    keys = lambda picks: [trial_key(k, c) for k, c in picks]
+    both = _with_times(search, {d: 1.0, first: 0.5, second: 0.7})
+    assert keys(network_picks(both, 1)) == [ok[first].trial_key]
+    assert keys(network_picks(both, 5)) == [ok[first].trial_key, ok[second].trial_key]
+    slower = _with_times(search, {d: 1.0, first: 0.5, second: 2.0})  # slower than the default: no pick
+    assert keys(network_picks(slower, 5)) == [ok[first].trial_key]
+    assert network_picks(_with_times(search, {d: 1e-12}), 3) == []  # the default is fastest
+
+
+def test_several_picks_of_a_task_are_timed_against_one_default(tuned, tmp_path):
+    _, _, report = tuned
+    search = next(s for s in report.searches if sum(r.ok for r in s.records) >= 3)
+    ok = [r for r in search.records if r.ok]
+    d = next(i for i, r in enumerate(ok) if r.trial_key == search.default_record.trial_key)
+    faked = _with_times(search, {i: (1.0 if i == d else 0.5) for i in range(len(ok))})
+    out = Database(tmp_path / "db")
+    records = confirm_in_network(lower_to_ir(tuned[0]), TARGET, [faked], out, ok[0].target, ok[0].versions,
+                                 "local", picks_per_task=2)
+    assert len(records) == 3 and records[0].trial_key == search.default_record.trial_key
+    assert len({r.trial_key for r in records}) == 3 and all(r.timing == NETWORK for r in records)
+
+
+@pytest.mark.parametrize("seconds, elapsed, expected", [
+    (None, 0.0, 1),     # a trial budget: one pick per task
+    (600.0, 590.0, 1),  # no room left: still the best pick
+    (600.0, 300.0, 3),  # room for 3 x 10 tasks + the default at 5 s a build, and more: capped
+    (600.0, 480.0, 2),  # 120 s: 23 builds, 2 per task
+])
+def test_picks_per_task_take_the_time_the_search_left(seconds, elapsed, expected):
+    from convc.tune.tuner import Budget, _picks_per_task
+    assert _picks_per_task(Budget(trials=None if seconds else 5, seconds=seconds), elapsed, 5.0, 10) == expected

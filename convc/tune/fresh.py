@@ -32,7 +32,8 @@ RESULT = "records.pickle"  # what the check's process leaves beside its request
 @dataclass(frozen=True)
 class CheckRequest:
     """The check of a tune's tasks ``tasks`` (task numbers) as data a new process can take:
-    ``model`` is a path or a serialized ModelProto; the rest as ``convc.tune.tune``'s arguments."""
+    ``model`` is a path or a serialized ModelProto; ``picks_per_task`` as ``confirm_in_network``'s;
+    the rest as ``convc.tune.tune``'s arguments."""
 
     model: Any
     db: str
@@ -42,6 +43,7 @@ class CheckRequest:
     dtype: str
     timing: Timing
     tasks: tuple[int, ...]
+    picks_per_task: int = 1
 
     @staticmethod
     def of(model, **fields) -> "CheckRequest":
@@ -71,5 +73,5 @@ def run_check_file(path: str) -> None:
                     request.dtype, request.timing)
     active = [s for s in setup.searches if s.index in request.tasks]
     records = confirm_in_network(setup.graph, setup.target, active, setup.database, setup.key, setup.versions,
-                                 LocalMeasurer.device, setup.fusions)
+                                 LocalMeasurer.device, setup.fusions, request.picks_per_task)
     Path(path).with_name(RESULT).write_bytes(pickle.dumps(records))

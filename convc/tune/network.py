@@ -13,13 +13,15 @@ outer ran faster itself (0.117 -> 0.096 ms) and made the fused pair reading its 
 (0.187 -> 0.244 ms; 2 threads, in the model).
 
 After the search, ``confirm_in_network`` compiles the model with the cost model's picks, and
-once more per task whose tuned pick differs from its default with only that pick changed;
-it runs them all interleaved with the VM's per-kernel timing (``CompiledModel.kernel_times``)
-and appends, per such task, a ``timing="network"`` record of the default and one of the
-pick: the seconds per model run of the task's kernels and of the kernels reading their
-outputs (readers without a kernel of their own, such as reshapes, left out), in the
-all-default build and in the pick's build. ``convc.tune.apply`` prefers a
-task's network records, so of the two the one that runs faster in the model is compiled.
+once more per pick with only that pick changed: per task, the configs that ran fastest alone
+and faster than the default, at most ``picks_per_task`` of them (the fastest alone is often
+not the fastest in the model: 14 of MobileNetV2's 23 lost to their default there). It runs
+the builds interleaved with the VM's per-kernel timing (``CompiledModel.kernel_times``) and
+appends, per task, a ``timing="network"`` record of the default and one per pick: the
+seconds per model run of the task's kernels and of the kernels reading their outputs
+(readers without a kernel of their own, such as reshapes, left out), in the all-default
+build and in the pick's build. ``convc.tune.apply`` prefers a task's network records, so of
+them the one that runs fastest in the model is compiled.
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ from convc.ir import Graph
 from convc.lower.fusion import FUSIONS
 from convc.tune.database import Database, Record
 from convc.tune.measure import Outcome, Trial
-from convc.tune.search import TaskSearch, outcome_record
+from convc.tune.search import TaskSearch, outcome_record, trial_key
 
 NETWORK = "network"  # the timing mode of a record measured inside the model
 ROUNDS = 6           # interleaved rounds of the builds
@@ -83,20 +85,33 @@ def _scope_seconds(model, samples: dict[str, list[float]], scope: set[str], runs
     return total if covered == scope else None
 
 
+def network_picks(search: TaskSearch, count: int) -> list[tuple[Any, Any]]:
+    """The (kernel, config) pairs of ``search`` worth timing in the model: the ``count``
+    fastest alone that are not the default and ran faster than it (all when it failed or was
+    not measured), fastest first."""
+    from convc.tune.apply import decode_record
+    default_key = trial_key(search.default_kernel, search.default_config)
+    default = search.default_record
+    picks, seen = [], {default_key}
+    for record in sorted((r for r in search.records if r.ok), key=lambda r: r.seconds):
+        if len(picks) == count or (default is not None and record.seconds >= default.seconds):
+            break
+        choice = decode_record(record, search.task)
+        if choice is not None and record.trial_key not in seen:
+            seen.add(record.trial_key)
+            picks.append(choice)
+    return picks
+
+
 def confirm_in_network(graph: Graph, target: tvm.target.Target, searches: Sequence[TaskSearch],
                        database: Database, key: dict, versions: dict, device: str,
-                       fusions: frozenset[str] = FUSIONS) -> list[Record]:
-    """Time the tasks whose tuned pick differs from their default inside the model (compiled
-    with the enabled ``fusions``), each pick in a build of its own, and append the network
-    records (see the module docstring); returns them. The pick builds are timed in groups
-    against the default build, as many at once as ``BUILD_BYTES`` of weights allow."""
-    from convc.tune.apply import decode_record
-    picks: dict[Any, tuple[TaskSearch, Any, Any]] = {}
-    for search in searches:
-        best = search.best
-        choice = decode_record(best, search.task) if best is not None else None
-        if choice is not None and (choice[0].name, choice[1]) != (search.default_kernel.name, search.default_config):
-            picks[search.task.problem] = (search, *choice)
+                       fusions: frozenset[str] = FUSIONS, picks_per_task: int = 1) -> list[Record]:
+    """Time up to ``picks_per_task`` tuned picks per task (``network_picks``) inside the model
+    (compiled with the enabled ``fusions``), each pick in a build of its own, and append the
+    network records (see the module docstring); returns them. The pick builds are timed in
+    groups against the default build, as many at once as ``BUILD_BYTES`` of weights allow."""
+    picks = {search: network_picks(search, picks_per_task) for search in searches}
+    picks = {search: choices for search, choices in picks.items() if choices}
     if not picks:
         return []
     default = _build(graph, target, None, fusions)
@@ -104,27 +119,39 @@ def confirm_in_network(graph: Graph, target: tvm.target.Target, searches: Sequen
     readers = _readers(graph)
     computed = {node for nodes in default.kernels.values() for node in nodes}  # views have no kernel
     weight_bytes = sum(array.nbytes for array in graph.constants.values())
-    per_group = max(1, min(len(picks), BUILD_BYTES // max(weight_bytes, 1) - 1))
-    problems = list(picks)
     records = []
-    for first in range(0, len(problems), per_group):
-        group = problems[first:first + per_group]
+    for group in _groups(list(picks.items()), max(1, BUILD_BYTES // max(weight_bytes, 1) - 1)):
         builds = {"default": default}
-        builds.update((p, _build(graph, target, {p: picks[p][1:]}, fusions)) for p in group)
+        builds.update(((search, i), _build(graph, target, {search.task.problem: choice}, fusions))
+                      for search, choices in group for i, choice in enumerate(choices))
         samples = _interleaved_kernel_times(builds, inputs)
-        for problem in group:
-            search, kernel, config = picks[problem]
+        for search, choices in group:
             scope = set(search.task.nodes).union(*(readers.get(n, set()) & computed for n in search.task.nodes))
-            seconds = [_scope_seconds(builds[name], samples[name], scope, ROUNDS * RUNS)
-                       for name in ("default", problem)]
+            timed = [((search.default_kernel, search.default_config), "default"),
+                     *((choice, (search, i)) for i, choice in enumerate(choices))]
+            seconds = [_scope_seconds(builds[name], samples[name], scope, ROUNDS * RUNS) for _, name in timed]
             if None in seconds:
                 continue
-            for (k, c), t in zip(((search.default_kernel, search.default_config), (kernel, config)), seconds):
+            for ((k, c), _), t in zip(timed, seconds):
                 record = outcome_record(search.task, Trial(search.task.problem, k, c), Outcome("ok", t, (t,)),
                                         key, versions, device, NETWORK)
                 database.append(record)
                 records.append(record)
     return records
+
+
+def _groups(picks: list, size: int) -> list[list]:
+    """``picks`` ((task search, its choices) pairs) in groups of at most ``size`` choices, a
+    task's choices in one group (so all are timed against the same default runs); a task
+    with more choices than ``size`` makes a group of its own."""
+    groups, current, held = [], [], 0
+    for search, choices in picks:
+        if current and held + len(choices) > size:
+            groups.append(current)
+            current, held = [], 0
+        current.append((search, choices))
+        held += len(choices)
+    return groups + ([current] if current else [])
 
 
 def check_seconds(graph: Graph, target: tvm.target.Target, picks: int, fusions: frozenset[str] = FUSIONS) -> float:

@@ -94,9 +94,10 @@ class Progress:
         by_task: dict[str, list] = {}
         for record in records:
             by_task.setdefault(record.task, []).append(record)
-        kept = sum(1 for pair in by_task.values() if pair[1].seconds < pair[0].seconds)
-        self._print(f"in the model: {kept} of {len(by_task)} tuned pick(s) faster than their default "
-                    f"and kept; the others fall back to the default")
+        kept = sum(1 for default, *picks in by_task.values() if min(r.seconds for r in picks) < default.seconds)
+        timed = sum(len(task) - 1 for task in by_task.values())
+        self._print(f"in the model: {timed} pick(s) of {len(by_task)} task(s) timed; {kept} task(s) keep their "
+                    f"fastest pick there, the others fall back to the default")
 
     def finish(self, searches, report) -> None:
         self._print(summary(searches, report.trials_run, report.seconds))

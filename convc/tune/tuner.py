@@ -7,8 +7,9 @@ time a task holds, discounted by how much it was already searched (returns dimin
 Tasks whose space is exhausted drop out. ``trials`` counts the records of these tasks
 already in the database, so rerunning an interrupted ``tune`` finishes the same budget;
 ``time_budget`` is this run's wall time, the in-model check's included: the search stops
-early by the check's time, estimated from one build and one run of the model
-(``convc.tune.network.check_seconds``).
+early by the check's time for one pick per task, estimated from one build and one run of the
+model (``convc.tune.network.check_seconds``); time the search leaves (a space exhausted
+early) goes to more picks per task in the check, up to ``NETWORK_PICKS``.
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from convc.tune.network import check_seconds
 from convc.tune.progress import Progress
 from convc.tune.search import TaskSearch, outcome_record
 from convc.tune.setup import prepare
+
+NETWORK_PICKS = 3  # the most picks per task the in-model check times (see _picks_per_task)
 
 
 @dataclass(frozen=True)
@@ -111,9 +114,10 @@ def tune(model, db: str, target: str = "llvm", trials: int | None = None, time_b
     progress.start(active, budget.trials, budget.seconds, measurer.device)
     start, run = time.monotonic(), 0
     check = isinstance(measurer, LocalMeasurer) and tvm_target.kind.name == "llvm" and confirm
-    search_seconds = budget.seconds
+    search_seconds, per_build = budget.seconds, 0.0
     if check and budget.seconds is not None:
-        search_seconds = budget.seconds - check_seconds(setup.graph, tvm_target, len(active), setup.fusions)
+        reserve = check_seconds(setup.graph, tvm_target, len(active), setup.fusions)
+        search_seconds, per_build = budget.seconds - reserve, reserve / (len(active) + 1)
     while True:
         used = sum(s.trials for s in active)
         room = measurer.parallel
@@ -134,11 +138,23 @@ def tune(model, db: str, target: str = "llvm", trials: int | None = None, time_b
     if check:
         request = CheckRequest.of(model, db=db, target=target, input_shapes=dict(input_shapes or {}),
                                   disable_passes=tuple(disable_passes), dtype=dtype, timing=timing,
-                                  tasks=tuple(s.index for s in active))
+                                  tasks=tuple(s.index for s in active),
+                                  picks_per_task=_picks_per_task(budget, time.monotonic() - start, per_build,
+                                                                 len(active)))
         progress.network(check_in_fresh_process(request))
     report = TuneReport(tuple(searches), run, time.monotonic() - start)
     progress.finish(active, report)
     return report
+
+
+def _picks_per_task(budget: Budget, elapsed: float, per_build: float, tasks: int) -> int:
+    """Picks per task the in-model check times: as many (up to ``NETWORK_PICKS``) as the time
+    budget has room for after the search, at ``per_build`` seconds a build; one without a
+    time budget."""
+    if budget.seconds is None or per_build <= 0:
+        return 1
+    room = (budget.seconds - elapsed) / per_build - 1  # the default build
+    return max(1, min(NETWORK_PICKS, int(room // max(tasks, 1))))
 
 
 def _measurer(target, rpc_tracker: str | None, rpc_key: str | None, timing: Timing) -> Measurer:
