@@ -195,3 +195,14 @@ def test_several_picks_of_a_task_are_timed_against_one_default(tuned, tmp_path):
 def test_picks_per_task_take_the_time_the_search_left(seconds, elapsed, expected):
     from convc.tune.tuner import Budget, _picks_per_task
     assert _picks_per_task(Budget(trials=None if seconds else 5, seconds=seconds), elapsed, 5.0, 10) == expected
+
+
+def test_a_pick_is_timed_by_its_ratio_to_the_default_run_beside_it():
+    from convc.tune.network import RUNS, _paired_seconds
+    default, pick = _Kernels({"d": ("a",)}), _Kernels({"p": ("a",)})
+    # the host slows down in the last two rounds; the pick runs 10% faster than the default beside it
+    rounds = [({"d": [t] * RUNS}, {"p": [0.9 * t] * RUNS}) for t in (1.0, 2.0, 2.0)]
+    other = [({"d": [t] * RUNS}, {"p": [1.2 * t] * RUNS}) for t in (1.0, 1.0, 1.0)]
+    seconds = _paired_seconds(default, [(pick, rounds), (pick, other)], {"a"})
+    assert seconds == pytest.approx([1.0, 0.9, 1.2])  # default: the median of all six default runs
+    assert _paired_seconds(default, [(pick, rounds)], {"a", "missing"}) is None

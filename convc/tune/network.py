@@ -15,12 +15,16 @@ outer ran faster itself (0.117 -> 0.096 ms) and made the fused pair reading its 
 After the search, ``confirm_in_network`` compiles the model with the cost model's picks, and
 once more per pick with only that pick changed: per task, the configs that ran fastest alone
 and faster than the default, at most ``picks_per_task`` of them (the fastest alone is often
-not the fastest in the model: 14 of MobileNetV2's 23 lost to their default there). It runs
-the builds interleaved with the VM's per-kernel timing (``CompiledModel.kernel_times``) and
-appends, per task, a ``timing="network"`` record of the default and one per pick: the
-seconds per model run of the task's kernels and of the kernels reading their outputs
-(readers without a kernel of their own, such as reshapes, left out), in the all-default
-build and in the pick's build. ``convc.tune.apply`` prefers a task's network records, so of
+not the fastest in the model: 14 of MobileNetV2's 23 lost to their default there). It times
+them with the VM's per-kernel timing (``CompiledModel.kernel_times``) and appends, per task,
+a ``timing="network"`` record of the default and one per pick: the seconds per model run of
+the task's kernels and of the kernels reading their outputs (readers without a kernel of
+their own, such as reshapes, left out), in the all-default build and in the pick's build.
+Each pick build runs beside the default build, the two back to back, in each of ``ROUNDS``
+rounds, and its time is the default's times the median over the rounds of its ratio to the
+default run beside it: this host's speed drifts by several percent within seconds, and when
+every build took one turn per round (70 builds: 4 s a round) two checks of the same
+database kept picks that made MobileNetV2 4% faster and 1% slower than untuned. ``convc.tune.apply`` prefers a task's network records, so of
 them the one that runs fastest in the model is compiled.
 """
 from __future__ import annotations
@@ -40,9 +44,9 @@ from convc.tune.measure import Outcome, Trial
 from convc.tune.search import TaskSearch, outcome_record, trial_key
 
 NETWORK = "network"  # the timing mode of a record measured inside the model
-ROUNDS = 6           # interleaved rounds of the builds
+ROUNDS = 6           # rounds: in each, every pick build runs beside the default build
 RUNS = 15            # model runs per build per round
-PAUSE = 0.05         # seconds of idle before each round, so the other build's spinning threads sleep
+PAUSE = 0.05         # seconds of idle before each pair of runs
 BUILD_BYTES = 2 << 30  # builds held at once: as many as fit this many bytes of weights (the default included)
 
 
@@ -121,23 +125,53 @@ def confirm_in_network(graph: Graph, target: tvm.target.Target, searches: Sequen
     weight_bytes = sum(array.nbytes for array in graph.constants.values())
     records = []
     for group in _groups(list(picks.items()), max(1, BUILD_BYTES // max(weight_bytes, 1) - 1)):
-        builds = {"default": default}
-        builds.update(((search, i), _build(graph, target, {search.task.problem: choice}, fusions))
-                      for search, choices in group for i, choice in enumerate(choices))
-        samples = _interleaved_kernel_times(builds, inputs)
+        builds = {(search, i): _build(graph, target, {search.task.problem: choice}, fusions)
+                  for search, choices in group for i, choice in enumerate(choices)}
+        rounds = _paired_rounds(default, builds, inputs)
         for search, choices in group:
             scope = set(search.task.nodes).union(*(readers.get(n, set()) & computed for n in search.task.nodes))
-            timed = [((search.default_kernel, search.default_config), "default"),
-                     *((choice, (search, i)) for i, choice in enumerate(choices))]
-            seconds = [_scope_seconds(builds[name], samples[name], scope, ROUNDS * RUNS) for _, name in timed]
-            if None in seconds:
+            seconds = _paired_seconds(default, [(builds[search, i], rounds[search, i]) for i in range(len(choices))],
+                                      scope)
+            if seconds is None:
                 continue
-            for ((k, c), _), t in zip(timed, seconds):
+            timed = [(search.default_kernel, search.default_config), *choices]
+            for (k, c), t in zip(timed, seconds):
                 record = outcome_record(search.task, Trial(search.task.problem, k, c), Outcome("ok", t, (t,)),
                                         key, versions, device, NETWORK)
                 database.append(record)
                 records.append(record)
     return records
+
+
+def _paired_rounds(default, builds: dict, inputs: dict) -> dict[Any, list[tuple[dict, dict]]]:
+    """Per pick build: ``ROUNDS`` pairs of kernel times (symbol -> seconds of each call over
+    ``RUNS`` runs), the default build's and the pick's, run back to back (the order alternating
+    from round to round), after a warm-up run of each."""
+    for model in (default, *builds.values()):
+        model.kernel_times(inputs, 2)
+    rounds: dict[Any, list[tuple[dict, dict]]] = {name: [] for name in builds}
+    for turn in range(ROUNDS):
+        for name, model in builds.items():
+            time.sleep(PAUSE)
+            times = {runner is default: runner.kernel_times(inputs, RUNS)
+                     for runner in ((model, default) if turn % 2 else (default, model))}
+            rounds[name].append((times[True], times[False]))
+    return rounds
+
+
+def _paired_seconds(default, picks: list[tuple[Any, list[tuple[dict, dict]]]], scope: set[str]) -> list[float] | None:
+    """Seconds per model run of ``scope`` in the default build (the median over every round of
+    the task's picks) and in each pick's build (that times the median over its rounds of its
+    ratio to the default run beside it); None when a node of the scope has no kernel."""
+    base, ratios = [], []
+    for model, rounds in picks:
+        pairs = [(_scope_seconds(default, d, scope, RUNS), _scope_seconds(model, p, scope, RUNS)) for d, p in rounds]
+        if any(d is None or p is None or d <= 0 for d, p in pairs):
+            return None
+        base += [d for d, _ in pairs]
+        ratios.append(statistics.median(p / d for d, p in pairs))
+    default_seconds = statistics.median(base)
+    return [default_seconds, *(default_seconds * r for r in ratios)]
 
 
 def _groups(picks: list, size: int) -> list[list]:
@@ -165,18 +199,4 @@ def check_seconds(graph: Graph, target: tvm.target.Target, picks: int, fusions: 
     start = time.monotonic()
     model.kernel_times(inputs, 1)
     run = time.monotonic() - start
-    return (picks + 1) * (build + 2 * run + ROUNDS * (PAUSE + RUNS * run))
-
-
-def _interleaved_kernel_times(builds: dict, inputs: dict) -> dict[Any, dict[str, list[float]]]:
-    """Per build: kernel symbol -> seconds of each call over ``ROUNDS`` rounds of ``RUNS`` runs,
-    the builds taking turns each round (after a warm-up run of each)."""
-    samples: dict[Any, dict[str, list[float]]] = {name: {} for name in builds}
-    for model in builds.values():
-        model.kernel_times(inputs, 2)
-    for _ in range(ROUNDS):
-        for name, model in builds.items():
-            time.sleep(PAUSE)
-            for symbol, values in model.kernel_times(inputs, RUNS).items():
-                samples[name].setdefault(symbol, []).extend(values)
-    return samples
+    return build + picks * (build + 2 * run + ROUNDS * (PAUSE + 2 * RUNS * run))
