@@ -24,8 +24,9 @@ Each pick build runs beside the default build, the two back to back, in each of 
 rounds, and its time is the default's times the median over the rounds of its ratio to the
 default run beside it: this host's speed drifts by several percent within seconds, and when
 every build took one turn per round (70 builds: 4 s a round) two checks of the same
-database kept picks that made MobileNetV2 4% faster and 1% slower than untuned. ``convc.tune.apply`` prefers a task's network records, so of
-them the one that runs fastest in the model is compiled.
+database kept picks that made MobileNetV2 4% faster and 1% slower than untuned.
+``convc.tune.apply`` prefers a task's network records, so of them the one that runs fastest
+in the model is compiled.
 """
 from __future__ import annotations
 
@@ -176,8 +177,8 @@ def _paired_seconds(default, picks: list[tuple[Any, list[tuple[dict, dict]]]], s
 
 def _groups(picks: list, size: int) -> list[list]:
     """``picks`` ((task search, its choices) pairs) in groups of at most ``size`` choices, a
-    task's choices in one group (so all are timed against the same default runs); a task
-    with more choices than ``size`` makes a group of its own."""
+    task's choices in one group; a task with more choices than ``size`` makes a group of its
+    own."""
     groups, current, held = [], [], 0
     for search, choices in picks:
         if current and held + len(choices) > size:
