@@ -267,11 +267,12 @@ def test_timing_modes_never_mix(model_path, tmp_path):
 
 def test_a_time_budget_keeps_back_the_in_model_check(model_path, tmp_path, monkeypatch):
     import convc.tune.tuner as tuner
-    from convc.tune.network import check_seconds
+    from convc.tune.network import CheckCost, check_cost
     graph = lower_to_ir(model_path)
-    one, three = check_seconds(graph, resolve_target("llvm"), 0), check_seconds(graph, resolve_target("llvm"), 2)
+    cost = check_cost(graph, resolve_target("llvm"))
+    one, three = cost.seconds(0), cost.seconds(2)
     assert 0 < one < three
-    monkeypatch.setattr(tuner, "check_seconds", lambda *args: 3600.0)
+    monkeypatch.setattr(tuner, "check_cost", lambda *args: CheckCost(3600.0, 0.0))
     kept_back = tune(model_path, str(tmp_path / "a"), time_budget=3600, timing=FAST, progress=quiet())
     assert kept_back.trials_run == 0  # the whole hour is the check's
     unchecked = tune(model_path, str(tmp_path / "b"), time_budget=3600, trials=3, timing=FAST, progress=quiet(),

@@ -193,8 +193,10 @@ def test_several_picks_of_a_task_are_timed_against_one_default(tuned, tmp_path):
     (600.0, 480.0, 2),  # 120 s: 23 builds, 2 per task
 ])
 def test_picks_per_task_take_the_time_the_search_left(seconds, elapsed, expected):
+    from convc.tune.network import CheckCost
     from convc.tune.tuner import Budget, _picks_per_task
-    assert _picks_per_task(Budget(trials=None if seconds else 5, seconds=seconds), elapsed, 5.0, 10) == expected
+    cost = CheckCost(build=5.0, per_pick=5.0)
+    assert _picks_per_task(Budget(trials=None if seconds else 5, seconds=seconds), elapsed, cost, 10) == expected
 
 
 def test_a_pick_is_timed_by_its_ratio_to_the_default_run_beside_it():

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -189,9 +190,20 @@ def _groups(picks: list, size: int) -> list[list]:
     return groups + ([current] if current else [])
 
 
-def check_seconds(graph: Graph, target: tvm.target.Target, picks: int, fusions: frozenset[str] = FUSIONS) -> float:
-    """The seconds ``confirm_in_network`` will take for ``picks`` tasks whose pick differs from
-    the default, estimated from one build of the model and one run of it, both timed here."""
+@dataclass(frozen=True)
+class CheckCost:
+    """What ``confirm_in_network`` costs: ``build`` seconds for the default build, then
+    ``per_pick`` seconds per pick (its build and its rounds beside the default)."""
+
+    build: float
+    per_pick: float
+
+    def seconds(self, picks: int) -> float:
+        return self.build + picks * self.per_pick
+
+
+def check_cost(graph: Graph, target: tvm.target.Target, fusions: frozenset[str] = FUSIONS) -> CheckCost:
+    """The ``CheckCost`` of the model, estimated from one build of it and one run, both timed here."""
     start = time.monotonic()
     model = _build(graph, target, None, fusions)
     build = time.monotonic() - start
@@ -200,4 +212,4 @@ def check_seconds(graph: Graph, target: tvm.target.Target, picks: int, fusions: 
     start = time.monotonic()
     model.kernel_times(inputs, 1)
     run = time.monotonic() - start
-    return build + picks * (build + 2 * run + ROUNDS * (PAUSE + 2 * RUNS * run))
+    return CheckCost(build, build + 2 * run + ROUNDS * (PAUSE + 2 * RUNS * run))

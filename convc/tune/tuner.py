@@ -8,7 +8,7 @@ Tasks whose space is exhausted drop out. ``trials`` counts the records of these 
 already in the database, so rerunning an interrupted ``tune`` finishes the same budget;
 ``time_budget`` is this run's wall time, the in-model check's included: the search stops
 early by the check's time for one pick per task, estimated from one build and one run of the
-model (``convc.tune.network.check_seconds``); time the search leaves (a space exhausted
+model (``convc.tune.network.check_cost``); time the search leaves (a space exhausted
 early) goes to more picks per task in the check, up to ``NETWORK_PICKS``.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any, Collection, Mapping, Sequence
 from convc.errors import ConvcError
 from convc.tune.measure import LocalMeasurer, Measurer, RPCMeasurer, Timing
 from convc.tune.fresh import CheckRequest, check_in_fresh_process
-from convc.tune.network import check_seconds
+from convc.tune.network import CheckCost, check_cost
 from convc.tune.progress import Progress
 from convc.tune.search import TaskSearch, outcome_record
 from convc.tune.setup import prepare
@@ -114,10 +114,10 @@ def tune(model, db: str, target: str = "llvm", trials: int | None = None, time_b
     progress.start(active, budget.trials, budget.seconds, measurer.device)
     start, run = time.monotonic(), 0
     check = isinstance(measurer, LocalMeasurer) and tvm_target.kind.name == "llvm" and confirm
-    search_seconds, per_build = budget.seconds, 0.0
+    search_seconds, cost = budget.seconds, None
     if check and budget.seconds is not None:
-        reserve = check_seconds(setup.graph, tvm_target, len(active), setup.fusions)
-        search_seconds, per_build = budget.seconds - reserve, reserve / (len(active) + 1)
+        cost = check_cost(setup.graph, tvm_target, setup.fusions)
+        search_seconds = budget.seconds - cost.seconds(len(active))
     while True:
         used = sum(s.trials for s in active)
         room = measurer.parallel
@@ -139,7 +139,7 @@ def tune(model, db: str, target: str = "llvm", trials: int | None = None, time_b
         request = CheckRequest.of(model, db=db, target=target, input_shapes=dict(input_shapes or {}),
                                   disable_passes=tuple(disable_passes), dtype=dtype, timing=timing,
                                   tasks=tuple(s.index for s in active),
-                                  picks_per_task=_picks_per_task(budget, time.monotonic() - start, per_build,
+                                  picks_per_task=_picks_per_task(budget, time.monotonic() - start, cost,
                                                                  len(active)))
         progress.network(check_in_fresh_process(request))
     report = TuneReport(tuple(searches), run, time.monotonic() - start)
@@ -147,13 +147,12 @@ def tune(model, db: str, target: str = "llvm", trials: int | None = None, time_b
     return report
 
 
-def _picks_per_task(budget: Budget, elapsed: float, per_build: float, tasks: int) -> int:
+def _picks_per_task(budget: Budget, elapsed: float, cost: CheckCost | None, tasks: int) -> int:
     """Picks per task the in-model check times: as many (up to ``NETWORK_PICKS``) as the time
-    budget has room for after the search, at ``per_build`` seconds a build; one without a
-    time budget."""
-    if budget.seconds is None or per_build <= 0:
+    budget has room for after the search at the check's ``cost``; one without a time budget."""
+    if budget.seconds is None or cost is None or cost.per_pick <= 0:
         return 1
-    room = (budget.seconds - elapsed) / per_build - 1  # the default build
+    room = (budget.seconds - elapsed - cost.build) / cost.per_pick
     return max(1, min(NETWORK_PICKS, int(room // max(tasks, 1))))
 
 
