@@ -165,10 +165,11 @@ def test_network_picks_are_the_fastest_alone_that_beat_the_default(tuned):
     d = next(i for i, r in enumerate(ok) if r.trial_key == search.default_record.trial_key)
     first, second = [i for i in range(len(ok)) if i != d][:2]
     keys = lambda picks: [trial_key(k, c) for k, c in picks]
-    both = _with_times(search, {d: 1.0, first: 0.5, second: 0.7})
+    rest = {i: 2.0 for i in range(len(ok))}  # any further record: slower than the default
+    both = _with_times(search, {**rest, d: 1.0, first: 0.5, second: 0.7})
     assert keys(network_picks(both, 1)) == [ok[first].trial_key]
     assert keys(network_picks(both, 5)) == [ok[first].trial_key, ok[second].trial_key]
-    slower = _with_times(search, {d: 1.0, first: 0.5, second: 2.0})  # slower than the default: no pick
+    slower = _with_times(search, {**rest, d: 1.0, first: 0.5, second: 2.0})  # slower than the default: no pick
     assert keys(network_picks(slower, 5)) == [ok[first].trial_key]
     assert network_picks(_with_times(search, {d: 1e-12}), 3) == []  # the default is fastest
 
